@@ -1,0 +1,208 @@
+"""One arm of an experiment: all its seeds trained by the vectorized engine, returned as tidy tables."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlatoms.data import Dataset, load_mixture
+from dlatoms.engine import BatchResult, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
+from dlatoms.initializers import initialize
+from dlatoms.seeding import torch_generator
+
+log = logging.getLogger(__name__)
+
+PENALTIES = ("none", "l1", "l2")
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Everything that determines one arm's results (the `spec` param of a training job)."""
+
+    question: str
+    arm: str
+    seeds: tuple[int, ...]
+    network: NetworkSpec
+    training: TrainingSpec
+    init: dict
+    penalty: str = "none"
+    strength: float = 0.0
+    diagnostics: DiagnosticsSpec = DiagnosticsSpec()
+    seeds_per_chunk: int = 25
+
+    @classmethod
+    def from_params(cls, spec: Mapping, input_dim: int) -> ArmSpec:
+        """Build from the plain dict a Snakemake job receives as `params.spec`."""
+        training = dict(spec["training"])
+        training.pop("threads", None)
+        return cls(
+            question=spec["question"],
+            arm=spec["arm"],
+            seeds=tuple(int(s) for s in spec["seeds"]),
+            network=NetworkSpec(
+                input_dim=input_dim,
+                hidden_sizes=tuple(spec["network"]["hidden_sizes"]),
+                activation=spec["network"].get("activation", "sigmoid"),
+            ),
+            training=TrainingSpec(**training),
+            init=dict(spec["init"]),
+            penalty=spec["penalty"]["name"],
+            strength=float(spec["penalty"]["strength"]),
+            diagnostics=DiagnosticsSpec(**spec.get("diagnostics", {})),
+            seeds_per_chunk=int(spec.get("seeds_per_chunk", 25)),
+        )
+
+
+def initial_parameters(network: NetworkSpec, init: dict, seed: int) -> torch.Tensor:
+    """Flat initial parameters of one run: W1, b1, W2, b2, ... each drawn by `init`."""
+    generator = torch_generator(seed, "init")
+    pieces = []
+    for fan_in, fan_out in network.layer_shapes:
+        pieces.append(initialize(init, (fan_in, fan_out), generator).reshape(-1))
+        pieces.append(initialize(init, (fan_out,), generator))
+    return torch.cat(pieces)
+
+
+def batch_indices(seed: int, n_train: int, steps: int, batch_size: int) -> torch.Tensor:
+    """The (steps, batch_size) training rows one run draws, uniformly with replacement."""
+    return torch.randint(0, n_train, (steps, batch_size), generator=torch_generator(seed, "batches"))
+
+
+def _stack(datasets: list[Dataset], attribute: str, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(np.stack([getattr(d, attribute) for d in datasets]), dtype=dtype)
+
+
+def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
+    """Train the given seeds of `arm` in one batch (the caller chunks)."""
+    seeds = list(datasets)
+    sets = [datasets[s] for s in seeds]
+    n_train = sets[0].x_train.shape[0]
+    t = arm.training
+    initial = torch.stack([initial_parameters(arm.network, arm.init, s) for s in seeds])
+    indices = torch.stack([batch_indices(s, n_train, t.steps, t.batch_size) for s in seeds])
+    l1 = torch.full((len(seeds),), arm.strength if arm.penalty == "l1" else 0.0)
+    l2 = torch.full((len(seeds),), arm.strength if arm.penalty == "l2" else 0.0)
+    return train_batch(
+        arm.network,
+        t,
+        arm.diagnostics,
+        initial,
+        _stack(sets, "x_train", torch.float32),
+        _stack(sets, "y_train", torch.int64),
+        _stack(sets, "x_test", torch.float32),
+        _stack(sets, "y_test", torch.int64),
+        indices,
+        l1,
+        l2,
+    )
+
+
+def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[str, pd.DataFrame]:
+    """Tidy metrics, traced-weights and unit tables for one trained batch of seeds."""
+    runs = len(seeds)
+    seed_col = np.asarray(seeds, dtype=np.int64)
+    diverged_step = result.diverged_step.astype(np.int64)
+
+    frames = []
+    for split in ("train", "test"):
+        accuracy = getattr(result, f"{split}_accuracy").astype(np.float64)
+        loss = getattr(result, f"{split}_loss").astype(np.float64)
+        steps = result.eval_steps[:, None]
+        after = (diverged_step[None, :] >= 0) & (steps >= diverged_step[None, :])
+        accuracy = np.where(after, np.nan, accuracy)  # a diverged network has no meaningful accuracy
+        loss = np.where(after & np.isfinite(loss), np.nan, loss)
+        loss = np.where(np.isfinite(loss), loss, np.nan)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "seed": np.tile(seed_col, len(result.eval_steps)),
+                    "step": np.repeat(result.eval_steps.astype(np.int64), runs),
+                    "split": split,
+                    "accuracy": accuracy.reshape(-1),
+                    "loss": loss.reshape(-1),
+                }
+            )
+        )
+    metrics = pd.concat(frames, ignore_index=True)
+    by_seed = dict(zip(seed_col, diverged_step, strict=True))
+    metrics["diverged"] = metrics["seed"].map(lambda s: by_seed[s] >= 0).astype(bool)
+    metrics["diverged_step"] = metrics["seed"].map(by_seed).astype(np.int64)
+
+    n_trace, _, n_traced = result.traced.shape
+    weights = pd.DataFrame(
+        {
+            "seed": np.tile(np.repeat(seed_col, n_traced), n_trace),
+            "step": np.repeat(result.trace_steps.astype(np.int64), runs * n_traced),
+            "layer": np.tile(result.traced_layer.astype(np.int64), n_trace * runs),
+            "index": np.tile(result.traced_index.astype(np.int64), n_trace * runs),
+            "value": result.traced.reshape(-1).astype(np.float32),
+        }
+    )
+
+    n_eval, _, n_layers = result.unit_stats["weight_norm"].shape
+    units = pd.DataFrame(
+        {
+            "seed": np.tile(np.repeat(seed_col, n_layers), n_eval),
+            "step": np.repeat(result.eval_steps.astype(np.int64), runs * n_layers),
+            "layer": np.tile(np.arange(1, n_layers + 1, dtype=np.int64), n_eval * runs),
+            "units": np.tile(
+                np.asarray([fo for _, fo in arm.network.layer_shapes], dtype=np.int64), n_eval * runs
+            ),
+        }
+    )
+    for name, value in result.unit_stats.items():
+        units[name] = value.reshape(-1).astype(np.float64)
+
+    tables = {"metrics": metrics, "weights": weights, "units": units}
+    for name, frame in tables.items():
+        frame.insert(0, "arm", arm.arm)
+        frame.insert(0, "question", arm.question)
+        tables[name] = frame
+    return tables
+
+
+def sort_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    keys = {
+        "metrics": ["seed", "split", "step"],
+        "weights": ["seed", "step", "layer", "index"],
+        "units": ["seed", "step", "layer"],
+    }
+    return {
+        name: frame.sort_values(keys[name], kind="stable").reset_index(drop=True)
+        for name, frame in tables.items()
+    }
+
+
+def run_arm(arm: ArmSpec, dataset_paths: Mapping[int, str | Path]) -> dict[str, pd.DataFrame]:
+    """Train every seed of `arm` (in chunks of `seeds_per_chunk`) and return its tables."""
+    missing = [s for s in arm.seeds if s not in dataset_paths]
+    if missing:
+        raise ValueError(f"no data set for seeds {missing} of arm {arm.arm!r}")
+    parts: dict[str, list[pd.DataFrame]] = {"metrics": [], "weights": [], "units": []}
+    seeds = list(arm.seeds)
+    started = time.perf_counter()
+    for first in range(0, len(seeds), arm.seeds_per_chunk):
+        chunk = seeds[first : first + arm.seeds_per_chunk]
+        datasets = {s: load_mixture(dataset_paths[s]) for s in chunk}
+        result = train_seeds(arm, datasets)
+        for name, frame in result_tables(arm, chunk, result).items():
+            parts[name].append(frame)
+        diverged = [s for s, d in zip(chunk, result.diverged_step, strict=True) if d >= 0]
+        log.info(
+            "%s/%s: trained seeds %d-%d of %d (%.1f s so far)%s",
+            arm.question,
+            arm.arm,
+            first + 1,
+            first + len(chunk),
+            len(seeds),
+            time.perf_counter() - started,
+            f"; diverged: seeds {diverged}" if diverged else "",
+        )
+    return sort_tables({name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()})
