@@ -245,18 +245,26 @@ def train_batch(
     traced_layers = list(range(n_layers)) if training.traced_layers == "all" else [0]
     positions = layout.traced_positions(traced_layers, training.traced_weights)
     traced_layer = np.concatenate(
-        [np.full(min(training.traced_weights, fi * fo), layer + 1) for layer, (fi, fo) in
-         ((layer, layout.shapes[layer]) for layer in traced_layers)]
+        [
+            np.full(min(training.traced_weights, fi * fo), layer + 1)
+            for layer, (fi, fo) in ((layer, layout.shapes[layer]) for layer in traced_layers)
+        ]
     )
     traced_index = np.concatenate(
-        [np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo) for fi, fo in
-         (layout.shapes[layer] for layer in traced_layers)]
+        [
+            np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo)
+            for fi, fo in (layout.shapes[layer] for layer in traced_layers)
+        ]
     )
 
     E = len(eval_steps)
-    metrics = {k: torch.empty(E, runs) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
-    unit_stats = {k: torch.empty(E, runs, n_layers) for k in
-                  ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")}
+    metrics = {
+        k: torch.empty(E, runs) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    }
+    unit_stats = {
+        k: torch.empty(E, runs, n_layers)
+        for k in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
+    }
     traced = torch.empty(len(trace_steps), runs, positions.numel())
     step_loss = torch.empty(steps, runs)
 

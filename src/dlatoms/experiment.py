@@ -160,6 +160,10 @@ def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[s
     for name, value in result.unit_stats.items():
         units[name] = value.reshape(-1).astype(np.float64)
 
+    # The arm's settings travel with its metrics, so analysis needs no config.
+    metrics["init"] = arm.init["name"]
+    metrics["penalty"] = arm.penalty
+    metrics["strength"] = float(arm.strength)
     tables = {"metrics": metrics, "weights": weights, "units": units}
     for name, frame in tables.items():
         frame.insert(0, "arm", arm.arm)

@@ -1,0 +1,9 @@
+from dlatoms.jobs import train_arm_job
+
+train_arm_job(
+    spec=snakemake.params.spec,  # noqa: F821
+    datasets=list(snakemake.input.datasets),  # noqa: F821
+    outputs=dict(snakemake.output.items()),  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+    log_path=snakemake.log[0],  # noqa: F821
+)

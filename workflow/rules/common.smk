@@ -1,0 +1,64 @@
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from dlatoms.config import (
+    QUESTIONS,
+    arm_names,
+    arm_spec,
+    check_config,
+    validate_schema,
+)
+
+# Bad config stops the run here, before any job, with a message naming the key.
+validate_schema(
+    config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
+)
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+check_config(config)
+
+TABLE_KINDS = ["metrics", "weights", "units"]
+
+
+wildcard_constraints:
+    question="|".join(QUESTIONS),
+    arm="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    seed=r"\d+",
+
+
+def all_seeds():
+    """Every seed any question uses: one data set each."""
+    return sorted(
+        {seed for question in QUESTIONS for seed in config[question]["seeds"]}
+    )
+
+
+def dataset_path(seed):
+    return f"results/data/mixture/seed{seed}.parquet"
+
+
+def question_datasets(wildcards):
+    """The data sets of a question's seeds, in the order of its `seeds` list."""
+    return [dataset_path(seed) for seed in config[wildcards.question]["seeds"]]
+
+
+def training_spec(wildcards):
+    return arm_spec(config, wildcards.question, wildcards.arm)
+
+
+def arm_tables(kind):
+    """Input function: one table `kind` of each arm of the question, in config order."""
+
+    def tables(wildcards):
+        return [
+            f"results/runs/{wildcards.question}/{arm}/{kind}.parquet"
+            for arm in arm_names(config, wildcards.question)
+        ]
+
+    return tables
+
+
+def all_tables():
+    return expand(
+        "results/tables/{question}_{kind}.parquet", question=QUESTIONS, kind=TABLE_KINDS
+    )
