@@ -48,8 +48,11 @@ def xavier_normal(shape, generator, gain=1.0):
     return torch.empty(shape).normal_(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
 
 
-@register("he_normal", gain=math.sqrt(2.0))
-def he_normal(shape, generator, gain=math.sqrt(2.0)):
+SQRT2 = math.sqrt(2.0)
+
+
+@register("he_normal", gain=SQRT2)
+def he_normal(shape, generator, gain=SQRT2):
     """Kaiming/He normal: std = gain / sqrt(fan_in), gain sqrt(2) for ReLU-like units."""
     fan_in, _ = fans(shape)
     return torch.empty(shape).normal_(0.0, gain / math.sqrt(fan_in), generator=generator)

@@ -21,7 +21,7 @@ log = logging.getLogger("dlatoms")
 
 @contextmanager
 def job_logging(log_path: str | Path):
-    """Send dlatoms' log records to the job's log file (and stderr); log any exception before it propagates."""
+    """Send dlatoms' log records to the job's log file and stderr; log an exception before it propagates."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     handlers = [logging.FileHandler(log_path, mode="w"), logging.StreamHandler(sys.stderr)]
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
