@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+
+from dlatoms.experiment import initial_parameters
+from dlatoms.engine import Layout, NetworkSpec
+from dlatoms.initializers import INITIALIZERS, check_initializer, initialize
+
+
+def draw(spec, shape, seed=0):
+    return initialize(spec, shape, torch.Generator().manual_seed(seed))
+
+
+def test_xavier_uniform_limits_weights_and_biases():
+    w = draw({"name": "xavier_uniform"}, (300, 200))
+    limit = math.sqrt(6 / 500)
+    assert w.abs().max() <= limit
+    assert w.abs().max() > 0.95 * limit
+    assert w.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.02)
+    # Bias of size n: fan_in = fan_out = n, so U(+-sqrt(3/n)).
+    b = draw({"name": "xavier_uniform"}, (10_000,))
+    assert b.abs().max() <= math.sqrt(3 / 10_000)
+    assert b.abs().max() > 0.95 * math.sqrt(3 / 10_000)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected_std"),
+    [
+        ({"name": "normal", "std": 0.01}, 0.01),
+        ({"name": "normal", "std": 1.0}, 1.0),
+        ({"name": "he_normal"}, math.sqrt(2 / 400)),
+        ({"name": "lecun_normal"}, math.sqrt(1 / 400)),
+        ({"name": "xavier_normal"}, math.sqrt(2 / 700)),
+    ],
+)
+def test_normal_family_std(spec, expected_std):
+    w = draw(spec, (400, 300))
+    assert w.mean().item() == pytest.approx(0.0, abs=0.02 * expected_std)
+    assert w.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_constants():
+    assert (draw({"name": "zeros"}, (3, 4)) == 0).all()
+    assert (draw({"name": "ones"}, (5,)) == 1).all()
+    assert (draw({"name": "constant", "value": 0.5}, (2, 2)) == 0.5).all()
+
+
+def test_uniform_bounds():
+    w = draw({"name": "uniform", "low": -0.1, "high": 0.3}, (200, 200))
+    assert w.min() >= -0.1 and w.max() <= 0.3
+    assert w.mean().item() == pytest.approx(0.1, abs=0.005)
+
+
+def test_orthogonal_columns_and_bias():
+    w = draw({"name": "orthogonal"}, (100, 30))
+    torch.testing.assert_close(w.T @ w, torch.eye(30), atol=1e-5, rtol=0)
+    wide = draw({"name": "orthogonal"}, (30, 100))
+    torch.testing.assert_close(wide @ wide.T, torch.eye(30), atol=1e-5, rtol=0)
+    b = draw({"name": "orthogonal", "gain": 2.0}, (50,))
+    assert torch.linalg.vector_norm(b).item() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_initializer_applies_to_biases_too():
+    network = NetworkSpec(input_dim=12, hidden_sizes=(100, 100))
+    layout = Layout(network.layer_shapes)
+    flat = initial_parameters(network, {"name": "ones"}, seed=0).unsqueeze(0)
+    assert all((b == 1).all() for b in layout.biases(flat))
+    flat = initial_parameters(network, {"name": "normal", "std": 1.0}, seed=0).unsqueeze(0)
+    biases = torch.cat([b.reshape(-1) for b in layout.biases(flat)])
+    assert biases.std().item() == pytest.approx(1.0, rel=0.15)
+
+
+def test_seeds_give_different_draws():
+    a = initial_parameters(NetworkSpec(12, (10,)), {"name": "xavier_uniform"}, seed=0)
+    b = initial_parameters(NetworkSpec(12, (10,)), {"name": "xavier_uniform"}, seed=1)
+    c = initial_parameters(NetworkSpec(12, (10,)), {"name": "xavier_uniform"}, seed=0)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "normall"}, "unknown initializer"),
+        ({"name": "normal"}, "std is required"),
+        ({"name": "normal", "std": -1.0}, "std must be > 0"),
+        ({"name": "zeros", "std": 1.0}, "has no parameter 'std'"),
+        ({"name": "uniform", "low": 1.0, "high": 0.0}, "low must be < high"),
+    ],
+)
+def test_bad_initializer_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        check_initializer(spec, "config.init.arms[0].init")
+
+
+def test_every_registered_initializer_draws_weights_and_biases():
+    defaults = {"normal": {"std": 0.5}, "uniform": {"low": -1.0, "high": 1.0}, "constant": {"value": 2.0}}
+    for name in INITIALIZERS:
+        spec = {"name": name, **defaults.get(name, {})}
+        assert draw(spec, (7, 5)).shape == (7, 5)
+        assert draw(spec, (5,)).shape == (5,)

@@ -1,0 +1,144 @@
+"""The real snakemake on config/smoke.yaml: outputs, schemas, no-op reruns, targeted reruns, bad config."""
+
+import hashlib
+
+import pandas as pd
+import pytest
+from workflow_helpers import QUESTIONS, TABLE_KINDS, copy_workflow, planned_jobs, snakemake
+
+SMOKE = ["--configfile", "config/smoke.yaml"]
+SMOKE_ARMS = {
+    "init": ["xavier", "zeros", "ones", "normal_0.01", "normal_1"],
+    "layers": ["xavier"],
+    "regularization": ["l1_0", "l1_1", "l2_0", "l2_1"],
+}
+IDENTITY = {"question": "str", "arm": "str", "seed": "int64", "step": "int64"}
+SCHEMAS = {
+    "metrics": {
+        **IDENTITY,
+        "split": "str",
+        "accuracy": "float64",
+        "loss": "float64",
+        "diverged": "bool",
+        "diverged_step": "int64",
+        "init": "str",
+        "penalty": "str",
+        "strength": "float64",
+    },
+    "weights": {**IDENTITY, "layer": "int64", "index": "int64", "value": "float32"},
+    "units": {
+        **IDENTITY,
+        "layer": "int64",
+        "units": "int64",
+        "mean_abs_weight": "float64",
+        "weight_norm": "float64",
+        "distinct_units": "float64",
+        "saturated_fraction": "float64",
+    },
+}
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A workflow directory where the smoke pipeline ran to completion."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    run = snakemake(workdir, "--cores", "2", *SMOKE)
+    assert run.returncode == 0, run.stdout[-5000:]
+    return workdir
+
+
+def test_every_expected_file_exists(finished):
+    for seed in (0, 1, 2):
+        assert (finished / f"results/data/mixture/seed{seed}.parquet").is_file()
+        assert (finished / f"logs/generate_dataset/seed{seed}.log").is_file()
+    for question, arms in SMOKE_ARMS.items():
+        for arm in arms:
+            for kind in TABLE_KINDS:
+                assert (finished / f"results/runs/{question}/{arm}/{kind}.parquet").is_file()
+            log = (finished / f"logs/train_arm/{question}/{arm}.log").read_text()
+            assert "done in" in log
+            benchmark = pd.read_csv(finished / f"benchmarks/train_arm/{question}/{arm}.tsv", sep="\t")
+            assert benchmark["s"].iloc[0] > 0
+        for kind in TABLE_KINDS:
+            assert (finished / f"results/tables/{question}_{kind}.parquet").is_file()
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+@pytest.mark.parametrize("kind", TABLE_KINDS)
+def test_table_schema_and_content(finished, question, kind):
+    table = pd.read_parquet(finished / f"results/tables/{question}_{kind}.parquet")
+    assert {c: str(t) for c, t in table.dtypes.items()} == SCHEMAS[kind]
+    assert (table["question"] == question).all()
+    assert list(dict.fromkeys(table["arm"])) == SMOKE_ARMS[question]
+    assert sorted(table["seed"].unique()) == [0, 1, 2]
+    assert table["step"].min() == 0 and table["step"].max() == 40
+    if kind == "metrics":
+        assert set(table["split"]) == {"train", "test"}
+        assert table["accuracy"].between(0, 1).all()
+    if kind == "weights":
+        layers = {"init": {1, 2, 3}, "layers": {1, 2, 3, 4}, "regularization": {1}}[question]
+        assert set(table["layer"]) == layers
+        per_snapshot = table.groupby(["arm", "seed", "step", "layer"]).size()
+        assert (per_snapshot == 10).all()
+
+
+def test_smoke_results_make_sense(finished):
+    metrics = pd.read_parquet(finished / "results/tables/init_metrics.parquet")
+    train = metrics[metrics.split == "train"].groupby(["arm", "step"])["loss"].mean()
+    assert train["xavier", 40] < 0.8 * train["xavier", 0]  # training lowers the loss
+    units = pd.read_parquet(finished / "results/tables/init_units.parquet")
+    zeros = units[(units.arm == "zeros") & (units.layer == 1)]
+    # Constant initialization never breaks the symmetry between hidden units.
+    assert (zeros["distinct_units"] == 1).all()
+    xavier = units[(units.arm == "xavier") & (units.layer == 1)]
+    assert (xavier["distinct_units"] == 16).all()
+
+
+def test_second_run_is_a_noop(finished):
+    run = snakemake(finished, "--cores", "2", "--dry-run", *SMOKE)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Nothing to be done" in run.stdout
+    assert planned_jobs(run.stdout) == []
+
+
+def test_changing_one_strength_plans_only_that_arm(finished, tmp_path):
+    config = (finished / "config/smoke.yaml").read_text()
+    edited = config.replace(
+        "{name: l1_1, penalty: {name: l1, strength: 1.0}}", "{name: l1_1, penalty: {name: l1, strength: 0.5}}"
+    )
+    assert edited != config
+    (tmp_path / "edited.yaml").write_text(edited)
+    run = snakemake(finished, "--dry-run", "--configfile", str(tmp_path / "edited.yaml"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    jobs = planned_jobs(run.stdout)
+    training = [job for job in jobs if job[0] in {"train_arm", "generate_dataset"}]
+    assert training == [("train_arm", "question=regularization, arm=l1_1")]
+    assert ("aggregate_tables", "question=regularization") in jobs
+    assert not any(w == "question=init" or w == "question=layers" for _, w in jobs)
+
+
+def test_bad_config_fails_before_any_job_and_keeps_results(finished, tmp_path):
+    tables = {p: digest(p) for p in (finished / "results/tables").glob("*.parquet")}
+    config = (finished / "config/smoke.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.replace("lr: 0.003 # Adam learning rate", "lr: -0.1 # broken", 1))
+    run = snakemake(finished, "--cores", "2", "--configfile", str(bad))
+    assert run.returncode != 0
+    assert "config.init.training.lr" in run.stdout
+    assert "rule " not in run.stdout  # no job was started
+    assert {p: digest(p) for p in tables} == tables
+
+
+def test_tables_are_byte_identical_across_runs(finished, tmp_path):
+    again = copy_workflow(tmp_path / "again")
+    targets = [
+        f"results/tables/{q}_{kind}.parquet" for q in ("layers", "regularization") for kind in TABLE_KINDS
+    ]
+    run = snakemake(again, *targets, "--cores", "2", *SMOKE)
+    assert run.returncode == 0, run.stdout[-3000:]
+    for target in targets:
+        assert digest(again / target) == digest(finished / target), target
