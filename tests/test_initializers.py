@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from dlatoms.experiment import initial_parameters
 from dlatoms.engine import Layout, NetworkSpec
+from dlatoms.experiment import initial_parameters
 from dlatoms.initializers import INITIALIZERS, check_initializer, initialize
 
 
