@@ -1,10 +1,15 @@
 """Vectorized training of many small MLPs at once.
 
-All runs of an arm (one per seed) train in one computation: every parameter lives in one flat buffer
-of shape (runs, n_parameters) and each layer is a batched matmul over runs. The math is that of
-independent runs: forward pass, MSE (or cross-entropy) on one-hot labels, an optional L1/L2 penalty
-strength * sum over weight matrices of mean|W| or mean W^2, hand-written backward pass, and Adam with
-torch.optim.Adam's update rule. Runs never mix: a run that diverges to NaN leaves the others untouched.
+All runs of an arm (one per seed) train in one computation: the runs' parameters live in one buffer and
+each layer is a batched matmul over runs. The math is that of independent runs: forward pass, MSE (or
+cross-entropy) on one-hot labels, an optional L1/L2 penalty strength * sum over weight matrices of mean|W|
+or mean W^2, hand-written backward pass, and Adam as torch.optim.Adam(fused=True) computes it. Runs never
+mix: a run that diverges to NaN leaves the others untouched, and a run's numbers are bit-identical whatever
+other runs share its batch.
+
+Parameters come in and go out as flat (runs, n_parameters) vectors (see `Layout`); inside `train_batch`
+they are rearranged layer by layer for speed (see `_Store`). Evaluations are deferred: the parameters are
+copied at each evaluation step and evaluated many at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,6 +123,17 @@ class BatchResult:
     final_parameters: torch.Tensor  # (R, P)
 
 
+# The store vector's length is a multiple of this many values (64 bytes, a cache line; see `_Store`).
+STORE_ALIGNMENT = 16
+# Minibatches are gathered, and minibatch losses reduced, this many steps at a time.
+STEP_BLOCK = 50
+# torch.bmm hands a product to BLAS only from this many multiply-adds on (smaller ones: its own loop).
+BMM_BLAS_MIN = 400
+# Evaluations are deferred: the parameters are copied at each evaluation step and evaluated in groups of
+# about this many (evaluation step, run) networks at once, as if they were the runs of one batch.
+EVAL_NETWORKS = 64
+
+
 def _activate(z: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "sigmoid":
         return torch.sigmoid(z)
@@ -124,19 +142,29 @@ def _activate(z: torch.Tensor, activation: str) -> torch.Tensor:
     return torch.relu(z)
 
 
-def _activation_grad(a: torch.Tensor, activation: str) -> torch.Tensor:
-    """d activation / dz, written in terms of the activation a."""
+def _activate_into(z: torch.Tensor, out: torch.Tensor, activation: str) -> None:
     if activation == "sigmoid":
-        return a * (1.0 - a)
-    if activation == "tanh":
-        return 1.0 - a * a
-    return (a > 0).to(a.dtype)
+        torch.sigmoid(z, out=out)
+    elif activation == "tanh":
+        torch.tanh(z, out=out)
+    else:
+        torch.clamp_min(z, 0.0, out=out)  # what torch.relu computes
+
+
+def _backpropagate_activation(delta: torch.Tensor, a: torch.Tensor, activation: str) -> None:
+    """delta *= d activation / dz, written in terms of the activation a; in place."""
+    if activation == "sigmoid":
+        torch.ops.aten.sigmoid_backward.grad_input(delta, a, grad_input=delta)  # delta * (1 - a) * a
+    elif activation == "tanh":
+        torch.ops.aten.tanh_backward.grad_input(delta, a, grad_input=delta)  # delta * (1 - a * a)
+    else:
+        delta.mul_(a > 0)
 
 
 def forward(
     network: NetworkSpec, layout: Layout, flat: torch.Tensor, x: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Outputs (R, N, out) and the hidden activations of each hidden layer."""
+    """Outputs (R, N, out) and the hidden activations of each hidden layer, from flat parameters (R, P)."""
     weights, biases = layout.weights(flat), layout.biases(flat)
     hidden, a = [], x
     for w, b in zip(weights[:-1], biases[:-1], strict=True):
@@ -152,43 +180,266 @@ def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.
     return -(targets * torch.log_softmax(outputs, dim=-1)).sum(-1).mean(-1)
 
 
+@dataclass
+class _Store:
+    """How `train_batch` keeps R runs' parameters (and gradients, Adam moments): one vector of R * P values.
+
+    A layer's weights and bias form one (fan_in + 1, fan_out) matrix [W; b] per run, exactly that layer's
+    stretch of the flat vector. The store keeps its transpose, and the R runs' matrices of a layer back to
+    back: each layer is one contiguous (R, fan_out, fan_in + 1) block. Activations are kept transposed too,
+    (R, units + 1, batch) with a last row of ones, so that block @ activations is the next pre-activation,
+    bias included, and activation functions write contiguous memory. Converting to and from the flat (R, P)
+    layout only moves values.
+
+    The vector is padded with zeros to a multiple of STORE_ALIGNMENT values: elementwise kernels (Adam's
+    above all) then take their vectorized path everywhere, never a scalar tail whose rounding differs,
+    so a run's numbers do not depend on how many runs share its batch.
+    """
+
+    layout: Layout
+    runs: int
+    spans: list[slice] = field(init=False)  # each layer's [W; b] within the flat vector
+    size: int = field(init=False)  # length of the padded vector
+
+    def __post_init__(self) -> None:
+        self.spans = [
+            slice(w.start, b.stop)
+            for w, b in zip(self.layout.weight_slices, self.layout.bias_slices, strict=True)
+        ]
+        self.size = -(-self.runs * self.layout.size // STORE_ALIGNMENT) * STORE_ALIGNMENT
+
+    def blocks(self, store: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's (networks, fan_out, fan_in + 1) block of `store` (..., R * P); views if it is 1-D."""
+        return [
+            store[..., self.runs * span.start : self.runs * span.stop].reshape(-1, fan_out, fan_in + 1)
+            for (fan_in, fan_out), span in zip(self.layout.shapes, self.spans, strict=True)
+        ]
+
+    def from_flat(self, flat: torch.Tensor) -> torch.Tensor:
+        """The store of flat (R, P) parameters."""
+        store = torch.zeros(self.size, dtype=flat.dtype)
+        for block, span in zip(self.blocks(store), self.spans, strict=True):
+            block.copy_(flat[:, span].view(self.runs, block.shape[2], block.shape[1]).transpose(1, 2))
+        return store
+
+    def to_flat(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """Flat (networks, P) parameters of per-layer blocks."""
+        networks = blocks[0].shape[0]
+        return torch.cat([b.transpose(1, 2).reshape(networks, -1) for b in blocks], dim=1)
+
+    def positions(self, flat_positions: torch.Tensor) -> torch.Tensor:
+        """Store positions (R * len(flat_positions),) of the given flat positions of every run, run-major."""
+        flat_ids = torch.arange(self.runs * self.layout.size).view(self.runs, -1)
+        where = torch.empty_like(flat_ids.view(-1))
+        where[self.from_flat(flat_ids)[: where.numel()]] = torch.arange(where.numel())
+        return where.view(self.runs, -1)[:, flat_positions].reshape(-1)
+
+    def weight_scale(self, strength: torch.Tensor) -> torch.Tensor:
+        """A store vector holding strength[r] / (fan_in * fan_out) on run r's weights and 0 on biases."""
+        scale = torch.zeros(self.size)
+        for block, (fan_in, fan_out) in zip(self.blocks(scale), self.layout.shapes, strict=True):
+            block[:, :, :fan_in] = (strength / (fan_in * fan_out)).view(-1, 1, 1)
+        return scale
+
+
+@dataclass
+class _Pass:
+    """Buffers of a forward and backward pass of `networks` networks on `n` examples, all transposed."""
+
+    layout: Layout
+    networks: int
+    n: int
+    backward: bool = False
+    pre_activations: list[torch.Tensor] = field(init=False)  # (networks, units, n)
+    hidden: list[torch.Tensor] = field(init=False)  # (networks, units + 1, n), last row ones
+    values: list[torch.Tensor] = field(init=False)  # views: hidden without the row of ones
+    outputs: torch.Tensor = field(init=False)  # (networks, out, n)
+    deltas: list[torch.Tensor] = field(init=False)  # (networks, fan_out, n) of each layer
+
+    def __post_init__(self) -> None:
+        units = [fan_out for _, fan_out in self.layout.shapes]
+        self.pre_activations = [torch.empty(self.networks, u, self.n) for u in units[:-1]]
+        self.hidden = [torch.ones(self.networks, u + 1, self.n) for u in units[:-1]]
+        self.values = [h[:, :-1] for h in self.hidden]
+        self.outputs = torch.empty(self.networks, units[-1], self.n)
+        self.deltas = [torch.empty(self.networks, u, self.n) for u in units] if self.backward else []
+
+    def forward(self, blocks: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.Tensor:
+        """Outputs (networks, out, n) for inputs x (networks, in + 1, n) whose last row is ones."""
+        a = x
+        for block, z, h, v in zip(blocks[:-1], self.pre_activations, self.hidden, self.values, strict=True):
+            torch.bmm(block, a, out=z)
+            _activate_into(z, v, activation)
+            a = h
+        return torch.bmm(blocks[-1], a, out=self.outputs)
+
+
+def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Per network, how many units (rows of `units`, (networks, n, k)) do not duplicate a lower-numbered one.
+
+    A unit duplicates another when all entries agree within `tolerance`, i.e. their torch.cdist(p=inf)
+    distance is <= tolerance. This gives the same answer but only measures the pairs whose first and last
+    entries already agree (a necessary condition), lowest-numbered partner first, so it costs O(n^2) rather
+    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself.
+    """
+    networks, n, _ = units.shape
+    lower = torch.ones(n, n, dtype=torch.bool).tril_(-1)
+    ends = units[:, :, [0, -1]].transpose(1, 2).contiguous()  # (networks, 2, n)
+    gaps = (ends.unsqueeze(3) - ends.unsqueeze(2)).abs_()  # (networks, 2, n, n)
+    candidate = torch.maximum(gaps[:, 0], gaps[:, 1]) <= tolerance
+    candidate &= lower
+    duplicate = torch.zeros(networks, n, dtype=torch.bool)
+    while candidate.any():
+        net, unit = candidate.any(-1).nonzero(as_tuple=True)
+        partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
+        close = (units[net, unit] - units[net, partner]).abs_().amax(-1) <= tolerance
+        duplicate[net[close], unit[close]] = True
+        candidate[net[close], unit[close]] = False
+        candidate[net[~close], unit[~close], partner[~close]] = False
+    # A non-finite entry makes the sum non-finite (an overflowing sum of finite ones only costs the fallback).
+    maybe_infinite = ~torch.isfinite(units.sum(dim=(1, 2)))
+    if maybe_infinite.any():
+        bad = maybe_infinite.nonzero().squeeze(1)
+        distance = torch.cdist(units[bad], units[bad], p=math.inf)
+        duplicate[bad] = ((distance <= tolerance) & lower).any(dim=-1)
+    return (n - duplicate.sum(-1)).to(torch.float32)
+
+
 def _unit_stats(
     network: NetworkSpec,
-    layout: Layout,
-    flat: torch.Tensor,
+    blocks: list[torch.Tensor],
     hidden: list[torch.Tensor],
     diagnostics: DiagnosticsSpec,
 ) -> dict[str, torch.Tensor]:
-    """Per run and weight layer: mean |W|, ||W||_F, distinct units and saturated fraction (hidden only)."""
-    weights, biases = layout.weights(flat), layout.biases(flat)
-    runs = flat.shape[0]
-    n_layers = len(weights)
+    """Per network and weight layer: mean |W|, ||W||_F, distinct units and saturated fraction (hidden only).
+
+    `blocks` are the layers' (networks, fan_out, fan_in + 1) [W; b]^T blocks (see `_Store`): each row is
+    one unit's incoming weights and bias. `hidden` holds the hidden layers' activations, (networks, ...).
+    """
+    networks, n_layers = blocks[0].shape[0], len(blocks)
     stats = {
-        name: torch.full((runs, n_layers), math.nan)
+        name: torch.full((networks, n_layers), math.nan)
         for name in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
     }
-    for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
+    margin = diagnostics.saturation_margin
+    low, high = torch.tensor(margin), torch.tensor(1.0 - margin)  # compare as float32, like Python floats
+    for layer, units in enumerate(blocks):
+        w = units[:, :, :-1]
         stats["mean_abs_weight"][:, layer] = w.abs().mean(dim=(1, 2))
         stats["weight_norm"][:, layer] = torch.linalg.vector_norm(w, dim=(1, 2))
         if layer == n_layers - 1:
             continue  # the linear output layer has no sigmoid units
         # A unit is its incoming weights and bias; it duplicates a lower-numbered unit when all of them
         # agree within the tolerance (max-norm). Symmetric units stay exact copies of each other.
-        units = torch.cat([w.transpose(1, 2), b.unsqueeze(-1)], dim=-1)
-        distance = torch.cdist(units, units, p=math.inf)
-        lower = torch.ones_like(distance[0], dtype=torch.bool).tril(-1)
-        duplicate = ((distance <= diagnostics.distinct_tolerance) & lower).any(dim=-1)
-        stats["distinct_units"][:, layer] = (~duplicate).sum(-1).to(torch.float32)
+        stats["distinct_units"][:, layer] = _distinct_units(units, diagnostics.distinct_tolerance)
         a = hidden[layer]
         if network.activation == "sigmoid":
-            m = diagnostics.saturation_margin
-            saturated = (a < m) | (a > 1.0 - m)
+            saturated = (a < low) | (a > high)
         elif network.activation == "tanh":
-            saturated = a.abs() > 1.0 - 2.0 * diagnostics.saturation_margin
+            saturated = a.abs() > 1.0 - 2.0 * margin
         else:
             saturated = a <= 0  # dead ReLU outputs
-        stats["saturated_fraction"][:, layer] = saturated.to(torch.float32).mean(dim=(1, 2))
+        # The fraction as float32 mean() computes it (a sum, exact here, divided by the count), faster.
+        stats["saturated_fraction"][:, layer] = saturated.sum(dim=(1, 2)).to(torch.float32) / a[0].numel()
     return stats
+
+
+def _inputs_with_ones(x: torch.Tensor) -> torch.Tensor:
+    """(R, N, d) -> (R, d + 1, N): transposed, with a last row of ones."""
+    ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype)
+    return torch.cat([x, ones], dim=-1).transpose(-1, -2).contiguous()
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Let torch use `count` threads inside the block.
+
+    MKL splits a lone small matrix product (a batch of one) across threads differently from the same
+    product inside a larger batch, which changes its rounding; a batch of one therefore runs on one thread
+    so that a run's numbers do not depend on how many runs share its batch.
+    """
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Evaluator:
+    """Deferred evaluation: the parameters are copied at each evaluation step and evaluated in groups.
+
+    A group holds `group` snapshots of the R runs and is evaluated as one batch of group * R networks,
+    always that many (a last, partial group evaluates stale snapshots too and leaves their results unread).
+    """
+
+    def __init__(
+        self,
+        network: NetworkSpec,
+        training: TrainingSpec,
+        diagnostics: DiagnosticsSpec,
+        store: _Store,
+        splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        n_evals: int,
+    ) -> None:
+        self.network, self.training, self.diagnostics, self.store = network, training, diagnostics, store
+        runs, n_layers = store.runs, len(store.layout.shapes)
+        self.group = min(n_evals, max(1, EVAL_NETWORKS // runs))
+        networks = self.group * runs
+        self.threads = 1 if networks == 1 else torch.get_num_threads()
+        self.snapshots = torch.zeros(self.group, store.size)
+        self.pending: list[int] = []  # evaluation indices whose parameters wait in `snapshots`
+        self.metrics = {
+            f"{split}_{name}": torch.empty(n_evals, runs) for split in splits for name in ("loss", "accuracy")
+        }
+        self.unit_stats = {
+            name: torch.empty(n_evals, runs, n_layers)
+            for name in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
+        }
+        # Per split: inputs and one-hot targets repeated for every snapshot of a group, labels, buffers.
+        self.splits = []
+        for split, (x, labels) in splits.items():
+            inputs = _inputs_with_ones(x)
+            onehot = torch.nn.functional.one_hot(labels, network.output_dim).to(torch.float32)
+            self.splits.append(
+                (
+                    split,
+                    inputs.expand(self.group, *inputs.shape).reshape(networks, *inputs.shape[1:]),
+                    onehot.expand(self.group, *onehot.shape).reshape(networks, *onehot.shape[1:]),
+                    labels,
+                    _Pass(store.layout, networks, x.shape[1]),
+                )
+            )
+
+    def add(self, index: int, params: torch.Tensor) -> None:
+        """Record the parameters of evaluation `index`; evaluate when a group is full."""
+        self.snapshots[len(self.pending)].copy_(params)
+        self.pending.append(index)
+        if len(self.pending) == self.group:
+            self.flush()
+
+    def flush(self) -> None:
+        """Evaluate the pending snapshots."""
+        if not self.pending:
+            return
+        count, runs = len(self.pending), self.store.runs
+        blocks = self.store.blocks(self.snapshots)
+        with _threads(self.threads):
+            for split, inputs, onehot, labels, buffers in self.splits:
+                outputs = buffers.forward(blocks, inputs, self.network.activation)  # (networks, out, n)
+                loss = data_loss(outputs.transpose(1, 2), onehot, self.training.loss).view(self.group, runs)
+                # max(...).indices is argmax (the first maximum, NaN counting as maximum), but much faster.
+                correct = outputs.max(1).indices.view(self.group, runs, -1) == labels
+                self.metrics[f"{split}_loss"][self.pending] = loss[:count]
+                self.metrics[f"{split}_accuracy"][self.pending] = correct[:count].to(torch.float32).mean(-1)
+            # Unit diagnostics use the test split's activations (the last ones computed).
+            stats = _unit_stats(self.network, blocks, buffers.values, self.diagnostics)
+        for name, value in stats.items():
+            self.unit_stats[name][self.pending] = value.view(self.group, runs, -1)[:count]
+        self.pending.clear()
 
 
 def train_batch(
@@ -214,124 +465,147 @@ def train_batch(
         l1, l2: (R,) penalty strengths.
     """
     layout = Layout(network.layer_shapes)
-    runs, steps = initial.shape[0], training.steps
-    n_layers = len(layout.shapes)
-    flat = initial.clone()
-    grad = torch.zeros_like(flat)
-    exp_avg, exp_avg_sq = torch.zeros_like(flat), torch.zeros_like(flat)
-    weights, biases = layout.weights(flat), layout.biases(flat)
-    grad_weights, grad_biases = layout.weights(grad), layout.biases(grad)
+    store = _Store(layout, initial.shape[0])
+    runs, steps, n_layers = store.runs, training.steps, len(layout.shapes)
+    activation, n_out = network.activation, network.output_dim
 
-    n_out = network.output_dim
-    onehot_train = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32)
-    onehot_test = torch.nn.functional.one_hot(y_test, n_out).to(torch.float32)
-    # Gather every minibatch up front, step-major, so each step reads one contiguous block.
-    run_index = torch.arange(runs)[None, :, None]
-    step_major = batch_indices.permute(1, 0, 2)
-    x_batches = x_train[run_index, step_major]  # (steps, R, B, d)
-    y_batches = onehot_train[run_index, step_major]
+    # Parameters, gradients and Adam moments in the store layout, with per-layer views.
+    params = store.from_flat(initial)
+    grads, exp_avg, exp_avg_sq = (torch.zeros_like(params) for _ in range(3))
+    blocks, grad_blocks = store.blocks(params), store.blocks(grads)
+    weights = [b[:, :, :-1].transpose(1, 2) for b in blocks]  # (R, fan_in, fan_out), to back-propagate
+    beta1, beta2 = training.betas
+    adam_steps = [torch.tensor(float(t)) for t in range(1, steps + 1)]
 
     batch = batch_indices.shape[-1]
-    if training.loss == "mse":
-        output_grad_scale = 2.0 / (batch * n_out)
-    else:
-        output_grad_scale = 1.0 / batch
-    penalized = bool((l1 != 0).any() or (l2 != 0).any())
-    l1_scale = [l1.view(-1, 1, 1) / (fi * fo) for fi, fo in layout.shapes]
-    l2_scale = [2.0 * l2.view(-1, 1, 1) / (fi * fo) for fi, fo in layout.shapes]
+    output_grad_scale = 2.0 / (batch * n_out) if training.loss == "mse" else 1.0 / batch
+    use_l1, use_l2 = bool((l1 != 0).any()), bool((l2 != 0).any())
+    l1_scale = store.weight_scale(l1) if use_l1 else None
+    l2_scale = store.weight_scale(2.0 * l2) if use_l2 else None
+    signs = torch.empty_like(params) if use_l1 else None
 
     eval_steps = [t for t in range(0, steps + 1) if t % training.eval_every == 0 or t == steps]
     trace_steps = [t for t in range(0, steps + 1) if t % training.trace_every == 0 or t == steps]
     traced_layers = list(range(n_layers)) if training.traced_layers == "all" else [0]
     positions = layout.traced_positions(traced_layers, training.traced_weights)
+    trace_positions = store.positions(positions)
+    counts = [(layer, *layout.shapes[layer]) for layer in traced_layers]
     traced_layer = np.concatenate(
-        [
-            np.full(min(training.traced_weights, fi * fo), layer + 1)
-            for layer, (fi, fo) in ((layer, layout.shapes[layer]) for layer in traced_layers)
-        ]
+        [np.full(min(training.traced_weights, fi * fo), layer + 1) for layer, fi, fo in counts]
     )
     traced_index = np.concatenate(
-        [
-            np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo)
-            for fi, fo in (layout.shapes[layer] for layer in traced_layers)
-        ]
+        [np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo) for _, fi, fo in counts]
+    )
+    traced = torch.empty(len(trace_steps), runs, positions.numel())
+    traced_rows = traced.view(len(trace_steps), -1)
+    step_loss = torch.empty(steps, runs)
+    evaluator = _Evaluator(
+        network,
+        training,
+        diagnostics,
+        store,
+        {"train": (x_train, y_train), "test": (x_test, y_test)},
+        len(eval_steps),
     )
 
-    E = len(eval_steps)
-    metrics = {
-        k: torch.empty(E, runs) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-    }
-    unit_stats = {
-        k: torch.empty(E, runs, n_layers)
-        for k in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
-    }
-    traced = torch.empty(len(trace_steps), runs, positions.numel())
-    step_loss = torch.empty(steps, runs)
+    # Buffers of a step, transposed: activations (R, units + 1, B) with a last row of ones, deltas
+    # (R, fan_out, B): d loss / d pre-activation of each layer (the last one: of the outputs).
+    step = _Pass(layout, runs, batch, backward=True)
+    inputs_train = _inputs_with_ones(x_train)  # (R, in + 1, N)
+    onehot_train = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32).transpose(1, 2).contiguous()
+    block = min(STEP_BLOCK, steps)
+    residuals = torch.empty(block, runs, n_out, batch)  # outputs - targets (mse) or log-probabilities
 
-    def evaluate(index: int) -> None:
-        for split, x, labels, onehot in (
-            ("train", x_train, y_train, onehot_train),
-            ("test", x_test, y_test, onehot_test),
-        ):
-            outputs, hidden = forward(network, layout, flat, x)
-            metrics[f"{split}_loss"][index] = data_loss(outputs, onehot, training.loss)
-            correct = outputs.argmax(-1) == labels
-            metrics[f"{split}_accuracy"][index] = correct.to(torch.float32).mean(-1)
-        # Unit diagnostics use the test split's activations (the last `hidden` computed).
-        for name, value in _unit_stats(network, layout, flat, hidden, diagnostics).items():
-            unit_stats[name][index] = value
+    # One batched product per layer and pass. A lone run multiplies 2-D views without the batch dimension
+    # instead, which skips bmm's overhead and gives the same BLAS numbers -- unless a product is so small
+    # that bmm computes it with its own loop rather than BLAS.
+    lone = runs == 1 and min(fi * fo for fi, fo in layout.shapes) * batch >= BMM_BLAS_MIN
+    matmul = torch.mm if lone else torch.bmm
 
-    beta1, beta2 = training.betas
+    def unbatched(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [t[0] for t in tensors] if lone else tensors
+
+    matrices, grad_matrices, weights = unbatched(blocks), unbatched(grad_blocks), unbatched(weights)
+    pre_activations, hidden, values = (unbatched(b) for b in (step.pre_activations, step.hidden, step.values))
+    hidden_t = [h.transpose(-1, -2) for h in hidden]
+    deltas, residual_views = unbatched(step.deltas), unbatched(residuals.unbind(0))
+    outputs, out_delta = unbatched([step.outputs])[0], deltas[-1]
+
+    def gather(source: torch.Tensor, first: int) -> torch.Tensor:
+        """Columns of `source` (R, k, N) picked by the minibatches of steps first.., (block, R, k, B)."""
+        rows = batch_indices[:, first : first + block].permute(1, 0, 2).unsqueeze(2)  # (block, R, 1, B)
+        expanded = source.unsqueeze(0).expand(rows.shape[0], -1, -1, -1)
+        return torch.gather(expanded, 3, rows.expand(-1, -1, source.shape[1], -1))
+
     eval_at = {t: i for i, t in enumerate(eval_steps)}
     trace_at = {t: i for i, t in enumerate(trace_steps)}
     started = last_report = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), _threads(1 if runs == 1 else torch.get_num_threads()):
         for t in range(steps + 1):
             if t in eval_at:
-                evaluate(eval_at[t])
+                evaluator.add(eval_at[t], params)
             if t in trace_at:
-                traced[trace_at[t]] = flat[:, positions]
+                torch.index_select(params, 0, trace_positions, out=traced_rows[trace_at[t]])
             if t == steps:
                 break
+            k = t % block
+            if k == 0:
+                x_block, y_block = gather(inputs_train, t), gather(onehot_train, t)
+                x_views, y_views = unbatched(x_block.unbind(0)), unbatched(y_block.unbind(0))
+                x_t_views = [x.transpose(-1, -2) for x in x_views]
             # Forward.
-            activations = [x_batches[t]]
-            for w, b in zip(weights[:-1], biases[:-1], strict=True):
-                activations.append(
-                    _activate(torch.baddbmm(b.unsqueeze(1), activations[-1], w), network.activation)
-                )
-            outputs = torch.baddbmm(biases[-1].unsqueeze(1), activations[-1], weights[-1])
-            targets = y_batches[t]
-            # Backward: delta is d loss / d pre-activation of the current layer.
+            a = x_views[k]
+            for layer in range(n_layers - 1):
+                matmul(matrices[layer], a, out=pre_activations[layer])
+                _activate_into(pre_activations[layer], values[layer], activation)
+                a = hidden[layer]
+            matmul(matrices[-1], a, out=outputs)
+            # Backward: deltas[l] is d loss / d pre-activation of layer l, (R, fan_out, B).
+            residual, targets = residual_views[k], y_views[k]
             if training.loss == "mse":
-                diff = outputs - targets
-                step_loss[t] = diff.square().mean(dim=(1, 2))
-                delta = diff.mul_(output_grad_scale)
+                torch.sub(outputs, targets, out=residual)
+                torch.mul(residual, output_grad_scale, out=out_delta)
             else:
-                log_probs = torch.log_softmax(outputs, dim=-1)
-                step_loss[t] = -(targets * log_probs).sum(-1).mean(-1)
-                delta = (log_probs.exp_() - targets).mul_(output_grad_scale)
-            for layer in range(n_layers - 1, -1, -1):
-                torch.bmm(activations[layer].transpose(1, 2), delta, out=grad_weights[layer])
-                torch.sum(delta, dim=1, out=grad_biases[layer])
-                if layer > 0:
-                    delta = torch.bmm(delta, weights[layer].transpose(1, 2))
-                    delta.mul_(_activation_grad(activations[layer], network.activation))
-            if penalized:
-                for layer, w in enumerate(weights):
-                    grad_weights[layer].add_(torch.sign(w).mul_(l1_scale[layer]))
-                    grad_weights[layer].add_(w * l2_scale[layer])
-            # Adam, as torch.optim.Adam computes it.
-            step = t + 1
-            exp_avg.lerp_(grad, 1.0 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-            bias_correction1 = 1.0 - beta1**step
-            bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(training.eps)
-            flat.addcdiv_(exp_avg, denom, value=-training.lr / bias_correction1)
+                torch.log_softmax(outputs, dim=-2, out=residual)
+                torch.exp(residual, out=out_delta)
+                out_delta.sub_(targets).mul_(output_grad_scale)
+            for layer in range(n_layers - 1, 0, -1):
+                matmul(deltas[layer], hidden_t[layer - 1], out=grad_matrices[layer])
+                matmul(weights[layer], deltas[layer], out=deltas[layer - 1])
+                _backpropagate_activation(deltas[layer - 1], values[layer - 1], activation)
+            matmul(deltas[0], x_t_views[k], out=grad_matrices[0])
+            if use_l1:
+                grads.addcmul_(torch.sign(params, out=signs), l1_scale)
+            if use_l2:
+                grads.addcmul_(params, l2_scale)
+            # Adam, by torch.optim.Adam(fused=True)'s kernel.
+            torch._fused_adam_(
+                [params],
+                [grads],
+                [exp_avg],
+                [exp_avg_sq],
+                [],
+                [adam_steps[t]],
+                lr=training.lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=training.eps,
+                amsgrad=False,
+                maximize=False,
+            )
+            if k == block - 1 or t == steps - 1:  # minibatch losses of the block's steps
+                done = residuals[: k + 1]
+                if training.loss == "mse":
+                    step_loss[t - k : t + 1] = done.square().mean(dim=(2, 3))
+                else:
+                    step_loss[t - k : t + 1] = -(y_block[: k + 1] * done).sum(2).mean(-1)
             now = time.perf_counter()
             if now - last_report >= progress_every:
                 last_report = now
-                log.info("step %d/%d (%.0f steps/s)", step, steps, step / (now - started))
+                log.info("step %d/%d (%.0f steps/s)", t + 1, steps, (t + 1) / (now - started))
+        evaluator.flush()
+    metrics, unit_stats = evaluator.metrics, evaluator.unit_stats
 
     # A run diverged at the first step whose minibatch or evaluation loss is not finite.
     bad_step = torch.where(torch.isfinite(step_loss), steps + 1, torch.arange(steps).unsqueeze(1))
@@ -353,5 +627,5 @@ def train_batch(
         unit_stats={k: v.numpy() for k, v in unit_stats.items()},
         step_loss=step_loss.numpy(),
         diverged_step=first_bad.numpy(),
-        final_parameters=flat,
+        final_parameters=store.to_flat(blocks),
     )
