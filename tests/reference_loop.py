@@ -46,7 +46,7 @@ def train_reference(
     model = ReferenceMLP(network, flat)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, betas=training.betas, eps=training.eps)
     x = torch.tensor(data.x_train)
-    y = nn.functional.one_hot(torch.as_tensor(data.y_train), network.output_dim).float()
+    y = nn.functional.one_hot(torch.tensor(data.y_train), network.output_dim).float()
     losses = []
     for step in range(training.steps):
         rows = indices[step]

@@ -10,10 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from dlatoms.data import MixtureSpec, generate_mixture, save_mixture
-from dlatoms.experiment import ArmSpec, run_arm
 from dlatoms.io import write_parquet_atomic
 
 log = logging.getLogger("dlatoms")
@@ -51,6 +49,11 @@ def generate_dataset_job(data: dict, seed: int, output: str, log_path: str) -> N
 def train_arm_job(
     spec: dict, datasets: Sequence[str], outputs: dict[str, str], threads: int, log_path: str
 ) -> None:
+    # torch is imported here, not at module level: analysis jobs use job_logging without paying for it.
+    import torch
+
+    from dlatoms.experiment import ArmSpec, run_arm
+
     with job_logging(log_path):
         torch.set_num_threads(threads)
         paths = dict(zip(spec["seeds"], datasets, strict=True))

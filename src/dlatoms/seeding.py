@@ -6,10 +6,14 @@ seed and the purpose, so adding seeds or arms never changes what an existing see
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-STREAMS = {"data": 0, "init": 1, "batches": 2}
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+STREAMS = {"data": 0, "init": 1, "batches": 2, "subset": 3}  # subset: which target images a run trains on
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -27,4 +31,6 @@ def numpy_rng(seed: int, purpose: str) -> np.random.Generator:
 
 def torch_generator(seed: int, purpose: str) -> torch.Generator:
     """A CPU torch Generator for `purpose` of run `seed`."""
+    import torch  # imported on use: data and analysis jobs need no torch
+
     return torch.Generator().manual_seed(stream_seed(seed, purpose))
