@@ -1,0 +1,10 @@
+from dlatoms.figures import plot_figure_job
+
+plot_figure_job(
+    name=snakemake.params.figure,  # noqa: F821
+    inputs=dict(snakemake.input.items()),  # noqa: F821
+    style=dict(snakemake.params.style),  # noqa: F821
+    analysis=dict(snakemake.params.analysis),  # noqa: F821
+    outputs=dict(snakemake.output.items()),  # noqa: F821
+    log_path=snakemake.log[0],  # noqa: F821
+)

@@ -1,0 +1,482 @@
+"""Seaborn figures of questions 1-3: one function per figure, one style for all, written as PNG and SVG."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on workers
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from dlatoms.io import atomic_write  # noqa: E402
+from dlatoms.stats import BootstrapSpec, bootstrap_bands, bootstrap_mean  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STEP_LABEL = "training step (Adam updates)"
+REFERENCE_INIT_ARMS = ("xavier", "zeros", "ones", "normal_0.01", "normal_1")
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The look of every figure (config `figures`) and the interval settings its bands share with claims."""
+
+    context: str = "notebook"
+    style: str = "whitegrid"
+    palette: str = "colorblind"
+    font_scale: float = 1.0
+    panel_width: float = 4.5
+    panel_height: float = 3.2
+    dpi: int = 150
+    band_resamples: int = 1000
+    trace_seed: int = 0
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
+    sparsity_threshold: float = 0.01
+
+    @classmethod
+    def from_params(cls, style: Mapping, analysis: Mapping) -> FigureSettings:
+        known = {f.name: f.type for f in fields(cls)}
+        values = {k: v for k, v in {**analysis, **style}.items() if k in known}
+        return cls(**values)
+
+    @property
+    def bands(self) -> BootstrapSpec:
+        return BootstrapSpec(
+            resamples=self.band_resamples, confidence=self.confidence, seed=self.bootstrap_seed
+        )
+
+    @property
+    def percent(self) -> str:
+        return f"{100 * self.confidence:g}%"
+
+
+def apply_style(settings: FigureSettings) -> None:
+    """One theme for all figures; fixed SVG ids so the same data give the same file."""
+    sns.set_theme(
+        context=settings.context,
+        style=settings.style,
+        palette=settings.palette,
+        font_scale=settings.font_scale,
+        rc={"svg.hashsalt": "dlatoms", "svg.fonttype": "none", "figure.dpi": 100, "legend.frameon": False},
+    )
+
+
+def arm_colors(arms: list[str], settings: FigureSettings) -> dict[str, tuple]:
+    return dict(zip(arms, sns.color_palette(settings.palette, len(arms)), strict=True))
+
+
+def _subplots(
+    rows: int, cols: int, settings: FigureSettings, legend: bool = False, **kwargs
+) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of panels of the configured size; `legend` adds room for a legend on the right."""
+    extra = 0.6 * settings.panel_width if legend else 0.0
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(settings.panel_width * cols + extra, settings.panel_height * rows),
+        squeeze=False,
+        layout="constrained",
+        **kwargs,
+    )
+    return fig, axes
+
+
+def _band_lines(ax, bands: pd.DataFrame, hue: str, order: list, colors: dict, label=str, dashed=()) -> None:
+    """Mean line and interval band per hue level (bands: columns step, hue, mean, ci_low, ci_high)."""
+    for level in order:
+        part = bands[bands[hue] == level].sort_values("step")
+        if part.empty:
+            continue
+        color = colors[level]
+        ax.fill_between(part["step"], part["ci_low"], part["ci_high"], color=color, alpha=0.2, linewidth=0)
+        sns.lineplot(
+            x=part["step"].to_numpy(),
+            y=part["mean"].to_numpy(),
+            ax=ax,
+            color=color,
+            label=label(level),
+            linestyle="--" if level in dashed else "-",
+            errorbar=None,
+        )
+
+
+def _arm_order(frame: pd.DataFrame) -> list[str]:
+    """Arms in the order the run lists them (config order survives aggregation)."""
+    return list(dict.fromkeys(frame["arm"]))
+
+
+def _legend_right(fig: plt.Figure, ax, title: str) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    for axis in fig.axes:
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, title=title, loc="outside right center")
+
+
+# ---------------------------------------------------------------------------------------------- question 1
+
+
+def init_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q1: test accuracy vs step, mean and band over seeds, per initializer."""
+    metrics = tables["metrics"]
+    test = metrics[metrics["split"] == "test"]
+    arms = _arm_order(test)
+    bands = bootstrap_bands(test, ["arm", "step"], "accuracy", settings.bands, "init_accuracy")
+    fig, axes = _subplots(1, 1, settings, legend=True)
+    ax = axes[0, 0]
+    dashed = [a for a in arms if a not in REFERENCE_INIT_ARMS]
+    _band_lines(ax, bands, "arm", arms, arm_colors(arms, settings), dashed=dashed)
+    ax.set(xlabel=STEP_LABEL, ylabel="test accuracy (fraction correct)", ylim=(0, 1.02))
+    fig.suptitle(f"Test accuracy: mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    _legend_right(fig, ax, "initializer\n(dashed: beyond\nthe reference)")
+    return fig
+
+
+def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q1: distinct hidden units and saturated sigmoid outputs vs step, per hidden layer and initializer."""
+    units = tables["units"]
+    hidden = units[units["distinct_units"].notna()]
+    arms = _arm_order(hidden)
+    layers = sorted(hidden["layer"].unique())
+    colors = arm_colors(arms, settings)
+    fig, axes = _subplots(2, len(layers), settings, legend=True, sharex=True)
+    rows = [
+        ("distinct_units", "distinct units (count)"),
+        ("saturated_fraction", "saturated outputs (fraction)"),
+    ]
+    for r, (column, ylabel) in enumerate(rows):
+        bands = bootstrap_bands(
+            hidden, ["arm", "layer", "step"], column, settings.bands, f"symmetry/{column}"
+        )
+        for c, layer in enumerate(layers):
+            ax = axes[r, c]
+            _band_lines(ax, bands[bands["layer"] == layer], "arm", arms, colors)
+            ax.set(xlabel=STEP_LABEL if r == 1 else "", ylabel=ylabel if c == 0 else "")
+            if column == "distinct_units":
+                ax.set_yscale("log")
+                ax.set_title(
+                    f"hidden layer {layer} ({int(hidden.loc[hidden['layer'] == layer, 'units'].max())} units)"
+                )
+            else:
+                ax.set_ylim(-0.02, 1.02)
+    _legend_right(fig, axes[0, 0], "initializer")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- question 2
+
+
+def _trace_seed(frame: pd.DataFrame, settings: FigureSettings) -> int:
+    seeds = sorted(frame["seed"].unique())
+    if settings.trace_seed in seeds:
+        return settings.trace_seed
+    log.warning("figures.trace_seed %d is not in the run; drawing seed %d", settings.trace_seed, seeds[0])
+    return int(seeds[0])
+
+
+def _draw_traces(ax, traces: pd.DataFrame, color) -> None:
+    wide = traces.pivot_table(index="step", columns="index", values="value", aggfunc="first").sort_index()
+    ax.plot(wide.index.to_numpy(), wide.to_numpy(), color=color, linewidth=0.7, alpha=0.6)
+
+
+def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q2: the traced weights of each layer over training, one seed (as the reference shows them)."""
+    weights = tables["weights"]
+    weights = weights[weights["arm"] == _arm_order(weights)[0]]
+    seed = _trace_seed(weights, settings)
+    weights = weights[weights["seed"] == seed]
+    layers = sorted(weights["layer"].unique())
+    colors = sns.color_palette(settings.palette, len(layers))
+    cols = min(2, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = _subplots(rows, cols, settings, sharex=True)
+    for i, (layer, color) in enumerate(zip(layers, colors, strict=True)):
+        ax = axes.flat[i]
+        part = weights[weights["layer"] == layer]
+        _draw_traces(ax, part, color)
+        ax.set(
+            xlabel=STEP_LABEL if i >= len(layers) - cols else "",
+            ylabel="weight value (unitless)" if i % cols == 0 else "",
+        )
+        ax.set_title(f"layer {layer}: {part['index'].nunique()} traced weights")
+    for ax in axes.flat[len(layers) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"Traced weights per layer, seed {seed}")
+    return fig
+
+
+def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q2: per-layer change between snapshots: the reference's norm for one seed, and relative with bands."""
+    changes = tables["changes"]
+    changes = changes[changes["arm"] == _arm_order(changes)[0]]
+    seed = _trace_seed(changes, settings)
+    layers = sorted(changes["layer"].unique())
+    colors = dict(zip(layers, sns.color_palette(settings.palette, len(layers)), strict=True))
+    fig, axes = _subplots(1, 2, settings, legend=True)
+    one = changes[changes["seed"] == seed]
+    for layer in layers:
+        part = one[one["layer"] == layer]
+        axes[0, 0].plot(
+            part["step"], part["change"], color=colors[layer], linewidth=0.8, label=f"layer {layer}"
+        )
+    axes[0, 0].set(xlabel=STEP_LABEL, ylabel="‖Δw‖ (unitless)", yscale="log")
+    axes[0, 0].set_title(f"Change between snapshots (reference), seed {seed}", fontsize="medium")
+    bands = bootstrap_bands(changes, ["layer", "step"], "smoothed_change", settings.bands, "layers_change")
+    _band_lines(axes[0, 1], bands, "layer", layers, colors, label=lambda layer: f"layer {layer}")
+    axes[0, 1].set(xlabel=STEP_LABEL, ylabel="‖Δw‖ / ‖w‖ (ratio)", yscale="log")
+    axes[0, 1].set_title(
+        f"Relative change, smoothed: mean, {settings.percent} band, {changes['seed'].nunique()} seeds",
+        fontsize="medium",
+    )
+    _legend_right(fig, axes[0, 1], "weight layer")
+    return fig
+
+
+def _points_with_intervals(
+    ax, frame: pd.DataFrame, x: str, y: str, settings: FigureSettings, name: str
+) -> None:
+    """Each seed as a dot, and the mean with its bootstrap interval (the claims' statistic) per x level."""
+    levels = sorted(frame[x].unique())
+    colors = sns.color_palette(settings.palette, len(levels))
+    rng = np.random.default_rng(settings.bootstrap_seed)  # fixed jitter: same data, same figure
+    for position, (level, color) in enumerate(zip(levels, colors, strict=True)):
+        values = frame.loc[frame[x] == level, y].to_numpy(dtype=np.float64)
+        jitter = rng.uniform(-0.12, 0.12, len(values))
+        ax.scatter(position - 0.1 + jitter, values, s=14, color=color, alpha=0.6, linewidths=0)
+    ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+    for position, level in enumerate(levels):
+        interval = bootstrap_mean(
+            frame.loc[frame[x] == level, y].to_numpy(), settings.bands, f"{name}/{level}"
+        )
+        ax.errorbar(
+            position + 0.2,
+            interval.estimate,
+            yerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+            fmt="o",
+            color="black",
+            capsize=4,
+        )
+
+
+def layers_convergence(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q2: convergence step and monotonicity per layer, seeds as dots, mean and interval in black."""
+    measures = tables["measures"]
+    measures = measures[measures["arm"] == _arm_order(measures)[0]]
+    fig, axes = _subplots(1, 2, settings)
+    _points_with_intervals(axes[0, 0], measures, "layer", "convergence_step", settings, "convergence")
+    axes[0, 0].set(xlabel="weight layer", ylabel="convergence step (Adam updates)")
+    axes[0, 0].set_title("Step after which the change stays low")
+    _points_with_intervals(axes[0, 1], measures, "layer", "monotonicity", settings, "monotonicity")
+    axes[0, 1].set(xlabel="weight layer", ylabel="monotonicity (−1 to 1)", ylim=(-1.05, 1.05))
+    axes[0, 1].set_title("How steadily the change falls")
+    fig.suptitle(f"Per seed (dots); mean and {settings.percent} interval (black)")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- question 3
+
+
+def _penalty_grid(frame: pd.DataFrame) -> tuple[list[str], list[float]]:
+    penalties = [p for p in ("none", "l1", "l2") if p in set(frame["penalty"])]
+    return penalties, sorted(frame["strength"].unique())
+
+
+def _arm_settings(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics.groupby("arm", sort=False)[["penalty", "strength"]].first().reset_index()
+
+
+def regularization_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q3: traced first-layer weights per (penalty, strength), one seed; the near-zero zone shaded."""
+    arms = _arm_settings(tables["metrics"])
+    weights = tables["weights"]
+    seed = _trace_seed(weights, settings)
+    weights = weights[(weights["seed"] == seed) & (weights["layer"] == weights["layer"].min())]
+    penalties, strengths = _penalty_grid(arms)
+    fig, axes = _subplots(len(penalties), len(strengths), settings, sharex=True, sharey=True)
+    colors = dict(zip(penalties, sns.color_palette(settings.palette, len(penalties)), strict=True))
+    for r, penalty in enumerate(penalties):
+        for c, strength in enumerate(strengths):
+            ax = axes[r, c]
+            match = arms[(arms["penalty"] == penalty) & np.isclose(arms["strength"], strength)]
+            ax.set_title(f"{penalty.upper()}, strength {strength:g}")
+            ax.set(
+                xlabel=STEP_LABEL if r == len(penalties) - 1 else "",
+                ylabel="weight value (unitless)" if c == 0 else "",
+            )
+            if match.empty:
+                ax.text(0.5, 0.5, "not in this run", ha="center", va="center", transform=ax.transAxes)
+                continue
+            ax.axhspan(-settings.sparsity_threshold, settings.sparsity_threshold, color="0.6", alpha=0.35)
+            _draw_traces(ax, weights[weights["arm"] == match["arm"].iloc[0]], colors[penalty])
+    fig.suptitle(f"Traced first-layer weights, seed {seed}; grey: |w| < {settings.sparsity_threshold:g}")
+    return fig
+
+
+def regularization_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q3: test accuracy vs step per penalty strength, one panel per penalty type."""
+    metrics = tables["metrics"]
+    test = metrics[metrics["split"] == "test"]
+    arms = _arm_settings(test)
+    penalties, strengths = _penalty_grid(arms)
+    colors = dict(zip(strengths, sns.color_palette(settings.palette, len(strengths)), strict=True))
+    bands = bootstrap_bands(test, ["penalty", "strength", "step"], "accuracy", settings.bands, "reg_accuracy")
+    fig, axes = _subplots(1, len(penalties), settings, legend=True, sharey=True)
+    for ax, penalty in zip(axes[0], penalties, strict=True):
+        part = bands[bands["penalty"] == penalty]
+        _band_lines(ax, part, "strength", strengths, colors, label=lambda s: f"{s:g}")
+        ax.set(xlabel=STEP_LABEL, ylabel="test accuracy (fraction correct)", ylim=(0, 1.02))
+        ax.set_title(f"{penalty.upper()} penalty")
+    _legend_right(fig, axes[0, 0], "strength")
+    fig.suptitle(f"Test accuracy, mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    return fig
+
+
+def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    """Q3 per arm: weight magnitude, share of near-zero weights, final accuracy (mean and interval)."""
+    measures = tables["measures"].copy()
+    penalties, strengths = _penalty_grid(measures)
+    panels = [
+        ("mean_abs_weight", "mean |w| (unitless)", "Weight magnitude, all layers"),
+        (
+            "near_zero_fraction",
+            "share of weights (fraction)",
+            f"Traced weights with |w| < {settings.sparsity_threshold:g}",
+        ),
+        ("final_accuracy", "test accuracy (fraction correct)", "Final test accuracy"),
+    ]
+    colors = dict(zip(penalties, sns.color_palette(settings.palette, len(penalties)), strict=True))
+    fig, axes = _subplots(1, len(panels), settings, legend=True)
+    offsets = dict(zip(penalties, np.linspace(-0.15, 0.15, len(penalties)), strict=True))
+    for ax, (column, ylabel, title) in zip(axes[0], panels, strict=True):
+        ax.set_title(title, fontsize="medium")
+        for penalty in penalties:
+            for position, strength in enumerate(strengths):
+                rows = measures[(measures["penalty"] == penalty) & np.isclose(measures["strength"], strength)]
+                if rows.empty:
+                    continue
+                x = position + offsets[penalty]
+                values = rows[column].to_numpy(dtype=np.float64)
+                jitter = np.random.default_rng(settings.bootstrap_seed).uniform(-0.04, 0.04, len(values))
+                ax.scatter(x + jitter, values, s=10, color=colors[penalty], alpha=0.4, linewidths=0)
+                interval = bootstrap_mean(
+                    values, settings.bands, f"reg_summary/{column}/{penalty}/{strength}"
+                )
+                ax.errorbar(
+                    x,
+                    interval.estimate,
+                    yerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+                    fmt="o",
+                    color=colors[penalty],
+                    markeredgecolor="black",
+                    capsize=4,
+                )
+        ax.set_xticks(range(len(strengths)), [f"{s:g}" for s in strengths])
+        ax.set(xlabel="penalty strength", ylabel=ylabel)
+    handles = [
+        plt.Line2D(
+            [], [], marker="o", linestyle="", color=colors[p], markeredgecolor="black", label=p.upper()
+        )
+        for p in penalties
+    ]
+    fig.legend(handles=handles, title="penalty", loc="outside right center")
+    fig.suptitle(f"Per seed (dots); mean and {settings.percent} interval over seeds")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure: what it draws, the tables it reads (input names of its rule), and the drawing function."""
+
+    name: str
+    question: str
+    title: str
+    tables: tuple[str, ...]
+    draw: Callable[[Mapping[str, pd.DataFrame], FigureSettings], plt.Figure]
+
+
+FIGURES: dict[str, Figure] = {
+    f.name: f
+    for f in (
+        Figure("init_accuracy", "init", "Test accuracy per initializer", ("metrics",), init_accuracy),
+        Figure("init_symmetry", "init", "Distinct and saturated hidden units", ("units",), init_symmetry),
+        Figure("layers_traces", "layers", "Traced weights per layer", ("weights",), layers_traces),
+        Figure("layers_change", "layers", "Per-layer change between snapshots", ("changes",), layers_change),
+        Figure(
+            "layers_convergence", "layers", "Convergence step per layer", ("measures",), layers_convergence
+        ),
+        Figure(
+            "regularization_traces",
+            "regularization",
+            "Traced weights per penalty and strength",
+            ("metrics", "weights"),
+            regularization_traces,
+        ),
+        Figure(
+            "regularization_accuracy",
+            "regularization",
+            "Test accuracy per penalty and strength",
+            ("metrics",),
+            regularization_accuracy,
+        ),
+        Figure(
+            "regularization_summary",
+            "regularization",
+            "Magnitude, sparsity and accuracy per arm",
+            ("measures",),
+            regularization_summary,
+        ),
+    )
+}
+
+
+def _replace_atomically(fig: plt.Figure, path: Path, fmt: str, dpi: int) -> None:
+    # No dates or software versions in the files, so the same tables give the same figures.
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+
+
+def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path, dpi: int) -> None:
+    """Write PNG and SVG, each to a temporary file renamed into place (no partial figure is ever visible)."""
+    _replace_atomically(fig, Path(png), "png", dpi)
+    _replace_atomically(fig, Path(svg), "svg", dpi)
+
+
+def draw_figure(name: str, tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+    apply_style(settings)
+    return FIGURES[name].draw(tables, settings)
+
+
+def plot_figure_job(
+    name: str,
+    inputs: Mapping[str, str],
+    style: Mapping,
+    analysis: Mapping,
+    outputs: Mapping[str, str],
+    log_path,
+) -> None:
+    """Rule entry point: read the figure's tables, draw it, write PNG and SVG."""
+    from dlatoms.jobs import job_logging
+
+    with job_logging(log_path):
+        settings = FigureSettings.from_params(style, analysis)
+        tables = {key: pd.read_parquet(inputs[key]) for key in FIGURES[name].tables}
+        fig = draw_figure(name, tables, settings)
+        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
+        plt.close(fig)
+        log.info("wrote %s and %s", outputs["png"], outputs["svg"])

@@ -1,0 +1,437 @@
+"""The final report: one self-contained HTML file (figures embedded as data URIs, no network, no scripts)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dlatoms.figures import FIGURES
+from dlatoms.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+QUESTION_TITLES = {
+    "init": "Question 1 — Does initialization change training?",
+    "layers": "Question 2 — Do layers converge at different speeds?",
+    "regularization": "Question 3 — What do L1 and L2 penalties do to weights and accuracy?",
+}
+# Wall time of each whole experiment in the reference notebook (TensorFlow 1, 2018).
+REFERENCE_SECONDS = {"init": 34.1, "layers": 3.9, "regularization": 17.8}
+
+METHODS = {
+    "init": (
+        "Each arm initializes weights <em>and</em> biases with one initializer (as the reference does) and "
+        "trains the MLP with Adam on the mean squared error to one-hot labels. Every seed has its own data "
+        "set, initialization and batch order; arms share seeds, so comparisons are paired per seed. Beyond "
+        "the reference we record, at every evaluation, how many hidden units are distinct (rows of a layer "
+        "equal within <code>distinct_tolerance</code>) and the share of sigmoid outputs within "
+        "<code>saturation_margin</code> of 0 or 1."
+    ),
+    "layers": (
+        "One Xavier network with three hidden layers is trained per seed; every <code>trace_every</code> "
+        "steps the last <code>traced_weights</code> entries of each flattened weight matrix are recorded. "
+        "The reference's convergence measure is the norm of the difference of the traced weights between "
+        "adjacent snapshots. We divide it by the norm of the weights (so layers of different scale compare), "
+        "smooth it over <code>smoothing_snapshots</code> intervals, and call a layer converged from the "
+        "first step after which it stays below <code>convergence_fraction</code> times its mean over the "
+        "first <code>early_snapshots</code> intervals; the interval of that step over seeds gives the order."
+    ),
+    "regularization": (
+        "The penalty strength × Σ over the weight matrices of mean|W| (L1) or mean W² (L2) is added to "
+        "the loss. Magnitude is mean|W| averaged over the matrices at the last step; sparsity is the share "
+        "of the traced first-layer weights with |w| below <code>sparsity_threshold</code> (Adam keeps "
+        "L1-driven weights hovering within a few learning rates of zero, so exact zeros are rare)."
+    ),
+}
+
+SUMMARY_MEASURES = {
+    "init": [
+        ("final_accuracy", "final test accuracy"),
+        ("curve_accuracy", "learning-curve accuracy"),
+        ("max_distinct_units", "most distinct hidden units"),
+        ("final_saturated_fraction", "saturated hidden outputs (last step)"),
+    ],
+    "layers": [
+        ("convergence_step", "convergence step"),
+        ("monotonicity", "monotonicity"),
+        ("early_change", "early relative change"),
+    ],
+    "regularization": [
+        ("mean_abs_weight", "mean |w|"),
+        ("near_zero_fraction", "share |w| < threshold"),
+        ("final_accuracy", "final test accuracy"),
+    ],
+}
+
+VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word is always printed too
+    "supported": "#0072B2",
+    "contradicted": "#D55E00",
+    "inconclusive": "#6b6b6b",
+    "not_measured": "#999999",
+}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1150px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #0072B2; padding-bottom: .2em; }
+h2 { margin-top: 2.2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: .3em .55em; text-align: left; vertical-align: top; }
+th { background: #f3f5f7; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.verdict { color: #fff; border-radius: .3em; padding: .1em .45em; font-weight: 600; white-space: nowrap; }
+figure { margin: 1.2em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .9em; color: #444; }
+details { margin: .3em 0; }
+.note { background: #f6f8fa; border-left: 4px solid #0072B2; padding: .5em .9em; }
+code { background: #f3f3f3; padding: 0 .2em; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    claims: pd.DataFrame
+    summaries: pd.DataFrame
+    figures: Mapping[str, str]  # figure name -> PNG path
+    benchmarks: Sequence[str]
+    settings: Mapping  # config values used: data, diagnostics, questions, analysis, figures
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _number(value: float, digits: int = 3) -> str:
+    """`digits` significant digits, whole numbers from 1000 on (step counts, seconds)."""
+    if pd.isna(value):
+        return "–"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _verdict(verdict: str) -> str:
+    color = VERDICT_COLORS.get(verdict, "#444")
+    return f'<span class="verdict" style="background:{color}">{_e(verdict.replace("_", " "))}</span>'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+            for i, cell in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _interval(row) -> str:
+    if row["n_seeds"] == 0:
+        return "–"
+    return f"{_number(row['statistic'])} [{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
+
+
+def claims_table(claims: pd.DataFrame, full: bool) -> str:
+    """Our verdict beside the reference's conclusion; `full` adds how it is measured and decided."""
+    rows = []
+    for _, row in claims.iterrows():
+        statement = f"<strong>{_e(row['statement'])}</strong>"
+        if full:
+            statement += (
+                "<details><summary>measure, rule, numbers</summary>"
+                f"<p><b>Measure.</b> {_e(row['measure'])}</p>"
+                f"<p><b>Verdict rule.</b> {_e(row['rule'])}</p><p><b>Numbers.</b> {_e(row['detail'])}</p>"
+                "</details>"
+            )
+        claim_id = _e(row["claim_id"])
+        anchor = (
+            f'<span id="claim-{claim_id}">{claim_id}</span>'
+            if full
+            else f'<a href="#claim-{claim_id}">{claim_id}</a>'
+        )
+        rows.append(
+            [
+                anchor,
+                statement,
+                _interval(row),
+                str(int(row["n_seeds"])),
+                _verdict(row["verdict"]),
+                _e(row["reference_conclusion"]),
+            ]
+        )
+    headers = ["claim", "statement", "statistic [95% CI]", "seeds", "our verdict", "reference's conclusion"]
+    return _table(headers, rows, numeric=(2, 3))
+
+
+def summary_table(summaries: pd.DataFrame, question: str, arm_order: Sequence[str] = ()) -> str:
+    """Per arm (and layer): mean [interval] over seeds of the question's measures, arms in config order."""
+    part = summaries[summaries["question"] == question]
+    rank = {arm: i for i, arm in enumerate(arm_order)}
+    part = part.sort_values(
+        ["arm", "layer"], key=lambda c: c.map(rank).fillna(len(rank)) if c.name == "arm" else c
+    )
+    if part.empty:
+        return "<p>No per-arm measures.</p>"
+    measures = [(m, label) for m, label in SUMMARY_MEASURES[question] if m in set(part["measure"])]
+    by_layer = (part["layer"] >= 0).any()
+    keys = ["arm", "layer"] if by_layer else ["arm"]
+    rows = []
+    for key, group in part.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        cells = [_e(k) for k in key]
+        values = group.set_index("measure")
+        for measure, _ in measures:
+            if measure in values.index:
+                v = values.loc[measure]
+                cells.append(f"{_number(v['mean'])} [{_number(v['ci_low'])}, {_number(v['ci_high'])}]")
+            else:
+                cells.append("–")
+        rows.append(cells)
+    headers = [*keys, *[label for _, label in measures]]
+    return _table(headers, rows, numeric=range(len(keys), len(headers)))
+
+
+def _png_width(png: bytes) -> int:
+    """Pixel width from the PNG header (IHDR is always the first chunk)."""
+    return int.from_bytes(png[16:20], "big")
+
+
+def _embedded_figure(name: str, path: str, dpi: float) -> str:
+    """The PNG inline as a data URI, shown at its physical size (CSS has 96 px per inch)."""
+    png = Path(path).read_bytes()
+    data = base64.b64encode(png).decode("ascii")
+    width = round(_png_width(png) * 96 / dpi)
+    figure = FIGURES.get(name)
+    title = figure.title if figure else name
+    return (
+        f'<figure id="figure-{_e(name)}"><img src="data:image/png;base64,{data}" alt="{_e(title)}" '
+        f'width="{width}" data-figure="{_e(name)}" data-source="{_e(path)}">'
+        f"<figcaption><b>{_e(title)}.</b> {_e(FIGURE_CAPTIONS.get(name, ''))} "
+        f"(<code>{_e(name)}</code>; PNG and SVG in <code>{_e(str(Path(path).parent))}</code>)"
+        "</figcaption></figure>"
+    )
+
+
+FIGURE_CAPTIONS = {
+    "init_accuracy": "Test accuracy against training step per initializer; line: mean over seeds, band: "
+    "bootstrap interval over seeds. Dashed: initializers beyond the reference.",
+    "init_symmetry": "Top: distinct units per hidden layer (log scale); bottom: share of saturated sigmoid "
+    "outputs. Constant initializers stay at one distinct unit.",
+    "layers_traces": "The traced weights of each layer for one seed, as the reference plots them.",
+    "layers_change": "Left: the reference's measure (norm of the change between snapshots) for one seed. "
+    "Right: relative change, smoothed, mean and band over seeds.",
+    "layers_convergence": "Convergence step and monotonicity per layer: dots are seeds, black the mean and "
+    "its bootstrap interval (the statistic of claims 2a and 2b).",
+    "regularization_traces": "Traced first-layer weights per penalty and strength for one seed; the grey "
+    "band marks |w| below the sparsity threshold.",
+    "regularization_accuracy": "Test accuracy against training step per penalty strength; mean and band "
+    "over seeds.",
+    "regularization_summary": "Per arm: weight magnitude, share of near-zero traced weights, final test "
+    "accuracy; dots are seeds, markers the mean with its interval.",
+}
+
+
+def _settings_table(values: Mapping) -> str:
+    rows = [[f"<code>{_e(k)}</code>", _e(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
+    return _table(["setting", "value"], rows)
+
+
+def _arms_table(section: Mapping) -> str:
+    rows = []
+    for arm in section.get("arms", []):
+        init = arm.get("init", section.get("init", {}))
+        penalty = arm.get("penalty", section.get("penalty", {}))
+        rows.append(
+            [
+                f"<code>{_e(arm['name'])}</code>",
+                _e(", ".join(f"{k}={v}" for k, v in init.items())),
+                _e(", ".join(f"{k}={v}" for k, v in penalty.items())),
+            ]
+        )
+    return _table(["arm", "initializer", "penalty"], rows)
+
+
+def question_method(question: str, section: Mapping, analysis: Mapping) -> str:
+    network = section.get("network", {})
+    training = section.get("training", {})
+    seeds = section.get("seeds", [])
+    facts = {
+        "seeds": f"{len(seeds)} ({', '.join(str(s) for s in seeds[:6])}{', …' if len(seeds) > 6 else ''})",
+        "hidden_sizes": network.get("hidden_sizes"),
+        "activation": network.get("activation", "sigmoid"),
+        **{k: v for k, v in training.items()},
+    }
+    used = {
+        "init": ["chance_accuracy", "trained_margin", "collapsed_fraction", "saturated_majority"],
+        "layers": ["convergence_fraction", "early_snapshots", "smoothing_snapshots"],
+        "regularization": ["sparsity_threshold", "sparse_fraction"],
+    }[question]
+    thresholds = {k: analysis[k] for k in used if k in analysis}
+    return (
+        f"<h3>Method</h3><p>{METHODS[question]}</p>"
+        f"<h4>Training (config <code>{question}</code>)</h4>{_settings_table(facts)}"
+        f"<h4>Arms</h4>{_arms_table(section)}"
+        f"<h4>Analysis thresholds (config <code>analysis</code>)</h4>{_settings_table(thresholds)}"
+    )
+
+
+def _claim(claims: pd.DataFrame, claim_id: str) -> pd.Series | None:
+    rows = claims[claims["claim_id"] == claim_id]
+    return rows.iloc[0] if len(rows) else None
+
+
+def init_cause(claims: pd.DataFrame) -> str:
+    """Why constant 0 trains and constant 1 does not, stated from the measured claims."""
+    trains, fails, symmetric, saturates = (_claim(claims, c) for c in ("1d", "1e", "1f", "1g"))
+    if any(c is None for c in (trains, fails, symmetric, saturates)):
+        return ""
+    verdicts = (trains["verdict"], fails["verdict"], symmetric["verdict"], saturates["verdict"])
+    if all(v == "supported" for v in verdicts):
+        text = (
+            "<b>Why constant 0 trains and constant 1 does not.</b> Not numerical noise across cores (the "
+            "reference's guess): with constant 0 the hidden units of a layer start identical, receive "
+            "identical gradients and stay copies of one unit (at most a few distinct, claim 1f), so the "
+            "network computes what a width-1 sigmoid network computes — and one sigmoid unit per layer can "
+            "still draw the linear "
+            "boundary between two Gaussians, so it trains (claim 1d). It starts late: at step 0 only the "
+            "output layer receives a gradient, and the input starts to matter only once the layers above "
+            "have grown away from zero. Constant 1 is just as symmetric, but its hidden pre-activations are "
+            "sums of many inputs times 1, so most sigmoid outputs sit at 0 or 1 (claim 1g): their gradient "
+            "factor "
+            "σ'(z) vanishes, the hidden layers barely learn, and accuracy stays at chance (claim 1e)."
+        )
+    else:
+        text = (
+            "<b>Why constant 0 trains and constant 1 does not.</b> This run does not settle it: verdicts "
+            f"1d {trains['verdict']}, 1e {fails['verdict']}, 1f {symmetric['verdict']}, 1g "
+            f"{saturates['verdict']} (see the claims below)."
+        )
+    details = " ".join(_e(c["detail"]) for c in (symmetric, saturates) if c["verdict"] != "not_measured")
+    return f'<p class="note">{text}</p><p>{details}</p>'
+
+
+def read_benchmarks(paths: Sequence[str]) -> pd.DataFrame:
+    """One row per benchmarked job: rule, job (its wildcards as a path), seconds."""
+    rows = []
+    for path in paths:
+        frame = pd.read_csv(path, sep="\t")
+        parts = Path(path).with_suffix("").parts
+        start = parts.index("benchmarks") + 1 if "benchmarks" in parts else 0
+        rule, job = parts[start], "/".join(parts[start + 1 :])
+        rows.append({"rule": rule, "job": job, "seconds": float(frame["s"].mean()), "path": str(path)})
+    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "path"])
+
+
+def question_times(benchmarks: pd.DataFrame, question: str, section: Mapping) -> str:
+    train = benchmarks[(benchmarks["rule"] == "train_arm") & benchmarks["job"].str.startswith(f"{question}/")]
+    if train.empty:
+        return "<p>No training benchmarks found.</p>"
+    rows = [
+        [_e(job.split("/", 1)[1]), _number(s, 2)]
+        for job, s in zip(train["job"], train["seconds"], strict=True)
+    ]
+    total = train["seconds"].sum()
+    runs = len(section.get("seeds", [])) * len(train)
+    rows.append(["<b>all arms</b>", f"<b>{_number(total, 1)}</b>"])
+    return (
+        f"<h3>Run time</h3>{_table(['training job (arm)', 'seconds'], rows, numeric=(1,))}"
+        f"<p>{runs} training runs ({len(train)} arms × {len(section.get('seeds', []))} seeds) in "
+        f"{total:.1f} s of job wall time; the reference took {REFERENCE_SECONDS[question]} s for its whole "
+        "experiment (fewer runs, TensorFlow 1).</p>"
+    )
+
+
+def render_report(inputs: ReportInputs) -> str:
+    """The whole report as one HTML string."""
+    claims, settings = inputs.claims, inputs.settings
+    benchmarks = read_benchmarks(inputs.benchmarks)
+    counts = claims["verdict"].value_counts()
+    overview = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_COLORS if v in counts)
+    data = settings.get("data", {})
+    separation = data.get("separation", "harmonic")
+    separation_text = (
+        "1/(i+1) in dimension i — the reference code's choice (its prose says 1 in every dimension)"
+        if separation == "harmonic"
+        else f"{separation} in every dimension (the reference code uses 1/(i+1))"
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>dlatoms report</title><style>{CSS}</style></head><body>",
+        "<h1>dlatoms — atomic experiments in deep learning</h1>",
+        "<p>Reproduction and extension of experiments 10–12 of <i>Atomic Experiments in Deep Learning</i> "
+        "(A. Abid, 2018): each claim of the reference measured over seeds with a bootstrap interval "
+        f"and decided by a written rule. Verdicts: {overview}.</p>",
+        "<h2 id='claims'>Claims</h2>",
+        claims_table(claims, full=False),
+        "<h2 id='data'>Data (questions 1–3)</h2>",
+        "<p>Two-class mixture of Gaussians with shared covariance CᵀC, C = s·U(0,1)<sup>d×d</sup>; a fresh "
+        f"data set per seed. Class-1 mean separation: {_e(separation_text)}.</p>",
+        _settings_table(data),
+        "<p>Diagnostics recorded during training (config <code>diagnostics</code>):</p>",
+        _settings_table(settings.get("diagnostics", {})),
+        "<p>Intervals: percentile bootstrap of the mean over seeds (paired per seed when arms are compared), "
+        f"{_e(settings.get('analysis', {}).get('bootstrap_resamples', ''))} resamples, confidence "
+        f"{_e(settings.get('analysis', {}).get('confidence', ''))}, resampling seed "
+        f"{_e(settings.get('analysis', {}).get('bootstrap_seed', ''))}.</p>",
+    ]
+    for question, title in QUESTION_TITLES.items():
+        section = settings.get("questions", {}).get(question)
+        if section is None:
+            continue
+        parts.append(f"<h2 id='{question}'>{_e(title)}</h2>")
+        parts.append(question_method(question, section, settings.get("analysis", {})))
+        parts.append("<h3>Figures</h3>")
+        for name, figure in FIGURES.items():
+            if figure.question == question and name in inputs.figures:
+                dpi = float(settings.get("figures", {}).get("dpi", 150))
+                parts.append(_embedded_figure(name, inputs.figures[name], dpi))
+        if question == "init":
+            parts.append(init_cause(claims))
+        parts.append("<h3>Claims</h3>")
+        parts.append(claims_table(claims[claims["question"] == question], full=True))
+        parts.append("<h3>Per arm: mean [95% interval] over seeds</h3>")
+        arm_order = [arm["name"] for arm in section.get("arms", [])]
+        parts.append(summary_table(inputs.summaries, question, arm_order))
+        parts.append(question_times(benchmarks, question, section))
+    parts.append("<h2 id='times'>Run time of every benchmarked job</h2>")
+    rows = [[_e(r.rule), _e(r.job), _number(r.seconds, 2)] for r in benchmarks.itertuples()]
+    parts.append(_table(["rule", "job", "seconds"], rows, numeric=(2,)))
+    parts.append("<h2 id='settings'>Figure settings</h2>")
+    parts.append(_settings_table(settings.get("figures", {})))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_report_job(
+    claims: str,
+    summaries: str,
+    figures: Mapping[str, str],
+    benchmarks: Sequence[str],
+    settings: Mapping,
+    output: str,
+    log_path: str,
+) -> None:
+    """Rule entry point: render results/report/index.html."""
+    from dlatoms.jobs import job_logging
+
+    with job_logging(log_path):
+        inputs = ReportInputs(
+            claims=pd.read_parquet(claims),
+            summaries=pd.read_parquet(summaries),
+            figures=dict(figures),
+            benchmarks=list(benchmarks),
+            settings=settings,
+        )
+        text = render_report(inputs)
+        write_text_atomic(text, output)
+        log.info("wrote %s (%.1f MB, %d figures embedded)", output, len(text) / 1e6, len(inputs.figures))
