@@ -1,0 +1,7 @@
+from dlatoms.finetune_jobs import generate_shapes_job
+
+generate_shapes_job(
+    spec=snakemake.params.spec,  # noqa: F821
+    output=snakemake.output[0],  # noqa: F821
+    log_path=snakemake.log[0],  # noqa: F821
+)

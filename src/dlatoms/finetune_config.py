@@ -1,0 +1,332 @@
+"""Question 4's config: checks beyond the schema, scenario names, file paths and the params of each job.
+
+The workflow (workflow/rules/finetune.smk) calls only these functions, so the rules stay declarative and
+every value that changes a result reaches its job through `params:`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlatoms.config import ConfigError, did_you_mean
+from dlatoms.device import DEVICE_SETTINGS, needs_gpu
+from dlatoms.finetune import check_strategy
+from dlatoms.imagesets import DIGITS
+from dlatoms.shapes import check_shape_names
+
+DATA_DIR = "results/finetune/data"
+SCENARIO_AXES = ("similarity", "size")
+
+
+def _section(config: dict) -> dict:
+    return config["finetune"]
+
+
+def arm_names(config: dict) -> list[str]:
+    return [arm["name"] for arm in _section(config)["arms"]]
+
+
+def similarities(config: dict) -> list[str]:
+    return [target["similarity"] for target in _section(config)["targets"]]
+
+
+def sizes(config: dict) -> list[str]:
+    return [size["size"] for size in _section(config)["sizes"]]
+
+
+def scenarios(config: dict) -> list[tuple[str, str]]:
+    """(similarity, size) of every scenario, targets first, in config order."""
+    return [(similarity, size) for similarity in similarities(config) for size in sizes(config)]
+
+
+def scenario_name(similarity: str, size: str) -> str:
+    return f"{size}_{similarity}"
+
+
+def _target(config: dict, similarity: str) -> dict:
+    for target in _section(config)["targets"]:
+        if target["similarity"] == similarity:
+            return target
+    raise ConfigError(
+        f"config.finetune.targets has no similarity {similarity!r}"
+        f"{did_you_mean(similarity, similarities(config))}"
+    )
+
+
+def _size(config: dict, size: str) -> dict:
+    for entry in _section(config)["sizes"]:
+        if entry["size"] == size:
+            return entry
+    raise ConfigError(f"config.finetune.sizes has no size {size!r}{did_you_mean(size, sizes(config))}")
+
+
+def _arm(config: dict, name: str) -> dict:
+    for arm in _section(config)["arms"]:
+        if arm["name"] == name:
+            return arm
+    raise ConfigError(f"config.finetune.arms has no arm {name!r}{did_you_mean(name, arm_names(config))}")
+
+
+def _unique(values: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(
+                f"{where}[{i}]: {value!r} is used twice; names must be unique (they name files)"
+            )
+        seen.add(value)
+
+
+def check_finetune_config(config: dict) -> None:
+    """Raise ConfigError for problems the schema cannot express, naming the key."""
+    section = _section(config)
+    _unique(arm_names(config), "config.finetune.arms[].name")
+    _unique(similarities(config), "config.finetune.targets[].similarity")
+    _unique(sizes(config), "config.finetune.sizes[].size")
+    if section["device"] not in DEVICE_SETTINGS:
+        raise ConfigError(
+            f"config.finetune.device: {section['device']!r}; choose one of {', '.join(DEVICE_SETTINGS)}"
+        )
+    for i, arm in enumerate(section["arms"]):
+        try:
+            check_strategy(arm["strategy"], f"config.finetune.arms[{i}].strategy")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    shapes = section["shapes"]
+    for key in ("source_classes", "target_classes"):
+        try:
+            check_shape_names(shapes[key], f"config.finetune.shapes.{key}")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        _unique(shapes[key], f"config.finetune.shapes.{key}")
+    shared = sorted(set(shapes["source_classes"]) & set(shapes["target_classes"]))
+    if shared:
+        raise ConfigError(
+            f"config.finetune.shapes: {', '.join(shared)} is both a source and a target class; the similar "
+            "target must be new classes"
+        )
+    low, high = shapes["scale"]
+    if not low <= high:
+        raise ConfigError(f"config.finetune.shapes.scale: low {low} must be <= high {high}")
+    if not shapes["aspect"][0] <= shapes["aspect"][1]:
+        raise ConfigError(f"config.finetune.shapes.aspect: low {shapes['aspect'][0]} must be <= high")
+    largest = max(size["train_per_class"] for size in section["sizes"])
+    for i, target in enumerate(section["targets"]):
+        if target["dataset"] in DIGITS:
+            capacity = DIGITS[target["dataset"]].per_class
+            if largest + section["test_per_class"] > capacity:
+                raise ConfigError(
+                    f"config.finetune.targets[{i}].dataset: {target['dataset']} has {capacity} images per "
+                    f"class, fewer than the largest size's train_per_class {largest} + test_per_class "
+                    f"{section['test_per_class']}; lower one of them"
+                )
+    for where, schedule in [("source", section["source"])] + [
+        (f"sizes[{i}]", size) for i, size in enumerate(section["sizes"])
+    ]:
+        if schedule["eval_every"] > schedule["epochs"]:
+            raise ConfigError(
+                f"config.finetune.{where}.eval_every is {schedule['eval_every']} but epochs is "
+                f"{schedule['epochs']}; set eval_every <= epochs"
+            )
+    model = section["model"]
+    if model["weights"] == "file":
+        if not model.get("file"):
+            raise ConfigError(
+                "config.finetune.model.file is required when config.finetune.model.weights is 'file'"
+            )
+        if not Path(model["file"]).is_file():
+            raise ConfigError(
+                f"config.finetune.model.file: {model['file']} does not exist; "
+                "give the path of a .safetensors "
+                "(preferred) or .pth weights file"
+            )
+    names = {scenario_name(similarity, size) for similarity, size in scenarios(config)}
+    for i, arm in enumerate(section.get("controls", [])):
+        if arm not in arm_names(config):
+            raise ConfigError(
+                f"config.finetune.controls[{i}]: {arm!r} is not an arm{did_you_mean(arm, arm_names(config))}"
+            )
+    for scenario, arms in section.get("recommended", {}).items():
+        if scenario not in names:
+            raise ConfigError(
+                f"config.finetune.recommended.{scenario}: no such scenario"
+                f"{did_you_mean(scenario, sorted(names))}; "
+                f"scenarios are {', '.join(sorted(names))}"
+            )
+        for arm in [arms] if isinstance(arms, str) else arms:
+            if arm not in arm_names(config):
+                raise ConfigError(
+                    f"config.finetune.recommended.{scenario}: {arm!r} is not an arm"
+                    f"{did_you_mean(arm, arm_names(config))}"
+                )
+
+
+def recommended(config: dict) -> dict[str, list[str]]:
+    """Scenario name -> the recommended arms (any of which may be the best) of claims 4a-4d."""
+    return {
+        scenario: [arms] if isinstance(arms, str) else list(arms)
+        for scenario, arms in _section(config).get("recommended", {}).items()
+    }
+
+
+def gpus(config: dict) -> int:
+    """GPUs a network-training job requests: 1 unless the configured device is cpu."""
+    return int(needs_gpu(_section(config)["device"]))
+
+
+def source_path() -> str:
+    return f"{DATA_DIR}/source_shapes.safetensors"
+
+
+def target_path(config: dict, similarity: str) -> str:
+    return f"{DATA_DIR}/target_{_target(config, similarity)['dataset']}.safetensors"
+
+
+def weights_path(config: dict) -> str:
+    """The pretrained weights every pretrained strategy starts from."""
+    model = _section(config)["model"]
+    if model["weights"] == "file":
+        return str(model["file"])
+    if model["weights"] == "timm":
+        return f"results/finetune/pretrained/timm_{model['name']}.safetensors"
+    return "results/finetune/pretrained/source.safetensors"
+
+
+def arm_uses_weights(config: dict, arm: str) -> bool:
+    return _arm(config, arm)["strategy"]["name"] != "scratch"
+
+
+def arm_table(similarity: str, size: str, arm: str) -> str:
+    return f"results/finetune/runs/{similarity}/{size}/{arm}.parquet"
+
+
+def stage_probe_table(similarity: str) -> str:
+    return f"results/finetune/stage_probes/{similarity}.parquet"
+
+
+def shapes_spec(config: dict, part: str) -> dict:
+    """params.spec of generate_shapes: the classes, counts, style and seed of the source or target part."""
+    section = _section(config)
+    style = {k: v for k, v in section["shapes"].items() if k not in ("source_classes", "target_classes")}
+    if part == "source":
+        per_class = {
+            "train": section["source"]["train_per_class"],
+            "test": section["source"]["test_per_class"],
+        }
+    else:
+        largest = max(size["train_per_class"] for size in section["sizes"])
+        per_class = {"train": largest, "test": section["test_per_class"]}
+    return {
+        "part": part,
+        "classes": list(section["shapes"][f"{part}_classes"]),
+        "per_class": per_class,
+        "image_size": section["image_size"],
+        "style": style,
+        "seed": section["data_seed"],
+    }
+
+
+def digits_spec(config: dict, dataset: str) -> dict:
+    """params.spec of prepare_digits."""
+    section = _section(config)
+    return {
+        "dataset": dataset,
+        "image_size": section["image_size"],
+        "train_per_class": max(size["train_per_class"] for size in section["sizes"]),
+        "test_per_class": section["test_per_class"],
+        "seed": section["data_seed"],
+    }
+
+
+def digit_datasets(config: dict) -> list[str]:
+    return sorted({t["dataset"] for t in _section(config)["targets"] if t["dataset"] in DIGITS})
+
+
+def pretrain_spec(config: dict) -> dict:
+    """params.spec of pretrain_source."""
+    section = _section(config)
+    source = section["source"]
+    return {
+        "model": section["model"]["name"],
+        "epochs": source["epochs"],
+        "batch_size": source["batch_size"],
+        "eval_every": source["eval_every"],
+        "lr": source["lr"],
+        "lr_schedule": section["lr_schedule"],
+        "eval_train_per_class": section["eval_train_per_class"],
+        "seed": source["seed"],
+        "device": section["device"],
+    }
+
+
+def _model_params(section: dict) -> dict:
+    model = section["model"]
+    return {"name": model["name"], "weights": model["weights"]}
+
+
+def arm_spec(config: dict, similarity: str, size: str, arm: str) -> dict:
+    """params.spec of train_finetune_arm: every value that determines one (scenario, arm) job's table."""
+    section = _section(config)
+    target, size_entry = _target(config, similarity), _size(config, size)
+    return {
+        "similarity": similarity,
+        "size": size,
+        "dataset": target["dataset"],
+        "strategy": arm,
+        # Sorted, so that the params (and Snakemake's params rerun trigger) do not depend on key order.
+        "strategy_spec": dict(sorted(_arm(config, arm)["strategy"].items())),
+        "seeds": list(section["seeds"]),
+        "train_per_class": size_entry["train_per_class"],
+        "eval_train_per_class": section["eval_train_per_class"],
+        "schedule": {
+            "epochs": size_entry["epochs"],
+            "batch_size": size_entry["batch_size"],
+            "eval_every": size_entry["eval_every"],
+            "lr_schedule": section["lr_schedule"],
+        },
+        "model": _model_params(section),
+        "device": section["device"],
+    }
+
+
+def stage_probe_spec(config: dict, similarity: str) -> dict:
+    """params.spec of probe_stages: one target, every size."""
+    section = _section(config)
+    return {
+        "similarity": similarity,
+        "dataset": _target(config, similarity)["dataset"],
+        "sizes": [{"size": s["size"], "train_per_class": s["train_per_class"]} for s in section["sizes"]],
+        "seeds": list(section["seeds"]),
+        "eval_train_per_class": section["eval_train_per_class"],
+        "pools": list(section["stage_probes"]["pools"]),
+        "C": section["stage_probes"]["C"],
+        "model": _model_params(section),
+        "device": section["device"],
+    }
+
+
+def arm_tables(config: dict) -> list[str]:
+    return [
+        arm_table(similarity, size, arm)
+        for similarity, size in scenarios(config)
+        for arm in arm_names(config)
+    ]
+
+
+def stage_probe_tables(config: dict) -> list[str]:
+    return [stage_probe_table(similarity) for similarity in similarities(config)]
+
+
+FINETUNE_TABLES = {
+    "metrics": "results/tables/finetune_metrics.parquet",
+    "stage_probes": "results/tables/finetune_stage_probes.parquet",
+    "source": "results/tables/finetune_source.parquet",
+}
+
+
+def finetune_tables(config: dict) -> list[str]:
+    """The question's aggregated tables (the source table only when the pipeline pretrains)."""
+    tables = [FINETUNE_TABLES["metrics"], FINETUNE_TABLES["stage_probes"]]
+    if _section(config)["model"]["weights"] == "source":
+        tables.append(FINETUNE_TABLES["source"])
+    return tables

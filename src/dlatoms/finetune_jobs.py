@@ -1,0 +1,413 @@
+"""Entry points of question 4's rule scripts: each takes plain values from `snakemake.*` and writes files."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dlatoms.device import select_device
+from dlatoms.finetune import (
+    FINAL,
+    Run,
+    Schedule,
+    Split,
+    extract_features,
+    fit_probe,
+    normalize,
+    parameter_groups,
+    run_strategy,
+    seeded_model,
+    stage_names,
+    strategy_settings,
+    train_network,
+)
+from dlatoms.imagesets import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
+from dlatoms.io import write_parquet_atomic
+from dlatoms.jobs import job_logging
+from dlatoms.shapes import ShapeStyle, generate_shapes
+from dlatoms.weights import fetch_timm_weights, load_pretrained, save_checkpoint
+
+log = logging.getLogger("dlatoms.finetune")
+
+# Column order and dtypes of the per-arm tables (docs/tables.md).
+METRIC_COLUMNS = {
+    "similarity": "str",
+    "size": "str",
+    "dataset": "str",
+    "train_per_class": "int64",
+    "strategy": "str",
+    "method": "str",
+    "seed": "int64",
+    "epoch": "int64",
+    "split": "str",
+    "accuracy": "float64",
+    "loss": "float64",
+    "lr": "float64",
+    "backbone_lr": "float64",
+    "probe_c": "float64",
+    "train_time_s": "float64",
+    "model": "str",
+    "weights": "str",
+}
+STAGE_PROBE_COLUMNS = {
+    "similarity": "str",
+    "size": "str",
+    "dataset": "str",
+    "train_per_class": "int64",
+    "seed": "int64",
+    "stage": "int64",
+    "module": "str",
+    "pool": "int64",
+    "features": "int64",
+    "split": "str",
+    "accuracy": "float64",
+    "loss": "float64",
+    "probe_c": "float64",
+    "fit_time_s": "float64",
+    "model": "str",
+    "weights": "str",
+}
+SOURCE_COLUMNS = {
+    "model": "str",
+    "seed": "int64",
+    "epoch": "int64",
+    "split": "str",
+    "accuracy": "float64",
+    "loss": "float64",
+    "lr": "float64",
+    "train_time_s": "float64",
+}
+
+
+def typed_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """Rows as a frame with exactly `columns`, in order and of the given dtypes (missing floats are NaN)."""
+    frame = pd.DataFrame(rows)
+    for column, dtype in columns.items():
+        if column not in frame:
+            frame[column] = math.nan if dtype == "float64" else None
+    return frame[list(columns)].astype(columns)
+
+
+def generate_shapes_job(spec: dict, output: str, log_path: str) -> None:
+    with job_logging(log_path):
+        started = time.perf_counter()
+        arrays = generate_shapes(
+            spec["classes"],
+            spec["per_class"],
+            spec["image_size"],
+            ShapeStyle.from_params(spec["style"]),
+            spec["seed"],
+        )
+        save_image_set(ImageSet(**arrays, classes=tuple(spec["classes"]), dataset="shapes"), output)
+        log.info(
+            "wrote %s: %d classes, %s images per class, %d px, seed %d, in %.1f s",
+            output,
+            len(spec["classes"]),
+            spec["per_class"],
+            spec["image_size"],
+            spec["seed"],
+            time.perf_counter() - started,
+        )
+
+
+def prepare_digits_job(spec: dict, output: str, log_path: str) -> None:
+    with job_logging(log_path):
+        image_set = prepare_digits(
+            spec["dataset"], spec["image_size"], spec["train_per_class"], spec["test_per_class"], spec["seed"]
+        )
+        save_image_set(image_set, output)
+        log.info(
+            "wrote %s: %d train, %d test images of %d px",
+            output,
+            len(image_set.train_labels),
+            len(image_set.test_labels),
+            image_set.image_size,
+        )
+
+
+def fetch_timm_weights_job(model_name: str, offline: bool, output: str, log_path: str) -> None:
+    with job_logging(log_path):
+        fetch_timm_weights(model_name, offline, output)
+
+
+def _model_stats(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std the model's pretrained config normalizes inputs with."""
+    import timm
+
+    config = timm.get_pretrained_cfg(model_name)
+    if config is None:
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return tuple(config.mean), tuple(config.std)
+
+
+def _split(images: np.ndarray, labels: np.ndarray, stats, device: torch.device) -> Split:
+    return Split(normalize(images, *stats).to(device), torch.as_tensor(labels, dtype=torch.int64).to(device))
+
+
+def _train_eval_rows(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Training rows whose accuracy is recorded: all if no class has more than `per_class`, else a subset."""
+    if np.bincount(labels).max() <= per_class:
+        return np.arange(len(labels))
+    return training_subset(labels, per_class, seed)
+
+
+def pretrain_source_job(
+    spec: dict, source: str, outputs: dict[str, str], threads: int, log_path: str
+) -> None:
+    """Train the model on the source shapes; save the weights (.safetensors) and the training curve."""
+    import timm
+
+    with job_logging(log_path):
+        torch.set_num_threads(threads)
+        device = select_device(spec["device"])
+        data = load_image_set(source)
+        stats = _model_stats(spec["model"])
+        train = _split(data.train_images, data.train_labels, stats, device)
+        rows = _train_eval_rows(data.train_labels, spec["eval_train_per_class"], spec["seed"])
+        run = Run(
+            train=train,
+            train_eval=Split(train.images[rows], train.labels[rows]),
+            test=_split(data.test_images, data.test_labels, stats, device),
+            num_classes=len(data.classes),
+            schedule=Schedule.from_params(spec),
+            seed=spec["seed"],
+            device=device,
+            new_model=lambda pretrained: None,
+            threads=threads,
+            label=f"pretrain {spec['model']}",
+        )
+        model = seeded_model(
+            lambda: timm.create_model(spec["model"], num_classes=run.num_classes), spec["seed"]
+        )
+        log.info(
+            "pretraining %s (%.2f M parameters) on %d images of %d classes, %d epochs, on %s, %d thread(s)",
+            spec["model"],
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            len(train),
+            run.num_classes,
+            run.schedule.epochs,
+            device,
+            threads,
+        )
+        metrics = train_network(model, parameter_groups(model, None, spec["lr"], 1.0), run)
+        metadata = {
+            "architecture": spec["model"],
+            "num_classes": run.num_classes,
+            "classes": list(data.classes),
+            "image_size": data.image_size,
+            "source": "dlatoms pretrain_source",
+        }
+        save_checkpoint(model.state_dict(), outputs["weights"], metadata)
+        frame = typed_frame(
+            [{**row, "model": spec["model"], "seed": spec["seed"], "lr": spec["lr"]} for row in metrics],
+            SOURCE_COLUMNS,
+        )
+        write_parquet_atomic(frame, outputs["metrics"])
+        final = frame[(frame.epoch == frame.epoch.max()) & (frame.split == "test")]["accuracy"].item()
+        log.info("source test accuracy %.4f; wrote %s", final, outputs["weights"])
+
+
+def _model_factory(
+    model: dict, weights: str | None, num_classes: int, seed: int
+) -> Callable[[bool], nn.Module]:
+    """new_model(pretrained) of a Run: the pretrained weights with a new head, or a random network."""
+    import timm
+
+    def new_model(pretrained: bool) -> nn.Module:
+        if pretrained:
+            return seeded_model(lambda: load_pretrained(model["name"], weights, num_classes), seed)
+        return seeded_model(lambda: timm.create_model(model["name"], num_classes=num_classes), seed)
+
+    return new_model
+
+
+def _runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device: torch.device, label: str):
+    """One Run per seed of the scenario: its own training subset, head initialization and batch order."""
+    stats = _model_stats(spec["model"]["name"])
+    test = _split(data.test_images, data.test_labels, stats, device)
+    for seed in spec["seeds"]:
+        rows = training_subset(data.train_labels, spec["train_per_class"], seed)
+        train = _split(data.train_images[rows], data.train_labels[rows], stats, device)
+        evaluated = _train_eval_rows(data.train_labels[rows], spec["eval_train_per_class"], seed)
+        yield Run(
+            train=train,
+            train_eval=Split(train.images[evaluated], train.labels[evaluated]),
+            test=test,
+            num_classes=len(data.classes),
+            schedule=Schedule.from_params(spec.get("schedule", {})),
+            seed=seed,
+            device=device,
+            new_model=_model_factory(spec["model"], weights, len(data.classes), seed),
+            threads=threads,
+            label=label,
+        )
+
+
+def _identity(spec: dict) -> dict:
+    return {
+        "similarity": spec["similarity"],
+        "size": spec["size"],
+        "dataset": spec["dataset"],
+        "train_per_class": spec["train_per_class"],
+        "model": spec["model"]["name"],
+        "weights": spec["model"]["weights"],
+    }
+
+
+def check_weights_before_training(spec: dict, weights: str | None) -> None:
+    """Fail before training when the weights file does not fit the model or a probed stage does not exist."""
+    import timm
+
+    from dlatoms.weights import inspect_weights
+
+    if weights is not None:
+        inspect_weights(weights, spec["model"]["name"])
+    stage = spec.get("strategy_spec", {}).get("stage")
+    if isinstance(stage, int):
+        stages = stage_names(timm.create_model(spec["model"]["name"], pretrained=False))
+        if stage >= len(stages):
+            raise ValueError(
+                f"strategy {spec['strategy']!r}: stage {stage} does not exist; {spec['model']['name']} has "
+                f"stages 0-{len(stages) - 1} ({', '.join(stages)})"
+            )
+
+
+def train_finetune_arm_job(
+    spec: dict, weights: str | None, data: str, output: str, threads: int, log_path: str
+) -> None:
+    """All seeds of one (scenario, strategy): one tidy table of accuracy and loss per epoch and split."""
+    with job_logging(log_path):
+        torch.set_num_threads(threads)
+        device = select_device(spec["device"])
+        check_weights_before_training(spec, weights)
+        image_set = load_image_set(data)
+        strategy = strategy_settings(spec["strategy_spec"])
+        label = f"{spec['size']}_{spec['similarity']}/{spec['strategy']}"
+        log.info(
+            "%s: %s %s on %s (%d per class), seeds %s, model %s (%s weights), on %s, %d thread(s)",
+            label,
+            spec["strategy_spec"]["name"],
+            {k: v for k, v in strategy.items() if k != "name"},
+            spec["dataset"],
+            spec["train_per_class"],
+            spec["seeds"],
+            spec["model"]["name"],
+            spec["model"]["weights"],
+            device,
+            threads,
+        )
+        started = time.perf_counter()
+        rows = []
+        for run in _runs(spec, image_set, weights, threads, device, label):
+            identity = {
+                **_identity(spec),
+                "strategy": spec["strategy"],
+                "method": strategy["name"],
+                "seed": run.seed,
+            }
+            rows += [{**identity, **row} for row in run_strategy(run, spec["strategy_spec"])]
+        frame = typed_frame(rows, METRIC_COLUMNS)
+        write_parquet_atomic(frame, output)
+        final = frame[(frame.split == "test")].groupby("seed")["accuracy"].last()
+        log.info(
+            "done in %.1f s: final test accuracy %.3f (seeds %s)",
+            time.perf_counter() - started,
+            final.mean(),
+            ", ".join(f"{a:.3f}" for a in final),
+        )
+
+
+def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: int, log_path: str) -> None:
+    """Linear probes on each stage's features (each pooling) and the final features: which layers transfer.
+
+    One job per target: the frozen features of its whole training pool and test images are extracted once
+    per pooling, then every (size, seed) fits its probes on its own training subset.
+    """
+    with job_logging(log_path):
+        torch.set_num_threads(threads)
+        device = select_device(spec["device"])
+        check_weights_before_training(spec, weights)
+        image_set = load_image_set(data)
+        stats = _model_stats(spec["model"]["name"])
+        pool_split = _split(image_set.train_images, image_set.train_labels, stats, device)
+        test = _split(image_set.test_images, image_set.test_labels, stats, device)
+        model = _model_factory(spec["model"], weights, len(image_set.classes), 0)(True).to(device)
+        names = stage_names(model)
+        train_labels, test_labels = image_set.train_labels, image_set.test_labels
+        rows = []
+        for pool in spec["pools"]:
+            stages: list[int | str] = list(range(len(names)))
+            if pool == spec["pools"][0]:
+                stages.append(FINAL)  # the pooled pre-logits features do not depend on `pool`
+            started = time.perf_counter()
+            train_features = extract_features(model, pool_split.images, stages, pool)
+            test_features = extract_features(model, test.images, stages, pool)
+            extract_time = (time.perf_counter() - started) / len(stages)
+            log.info("%s: features of %d stages, pool %d, in %.1f s", spec["similarity"], len(stages), pool,
+                     extract_time * len(stages))  # fmt: skip
+            for size in spec["sizes"]:
+                identity = {**_identity({**spec, **size}), "size": size["size"]}
+                for seed in spec["seeds"]:
+                    chosen = training_subset(train_labels, size["train_per_class"], seed)
+                    evaluated = chosen[
+                        _train_eval_rows(train_labels[chosen], spec["eval_train_per_class"], seed)
+                    ]
+                    for stage in stages:
+                        started = time.perf_counter()
+                        features = train_features[stage]
+                        probe = fit_probe(features[chosen], train_labels[chosen], spec["C"], seed, threads)
+                        elapsed = extract_time + time.perf_counter() - started
+                        final = stage == FINAL
+                        scored = (("train", features[evaluated], train_labels[evaluated]),
+                                  ("test", test_features[stage], test_labels))  # fmt: skip
+                        for split_name, split_features, labels in scored:
+                            accuracy, loss = probe.score(split_features, labels)
+                            rows.append(
+                                {
+                                    **identity,
+                                    "seed": seed,
+                                    "stage": len(names) if final else stage,
+                                    "module": FINAL if final else names[stage],
+                                    "pool": 1 if final else pool,
+                                    "features": features.shape[1],
+                                    "split": split_name,
+                                    "accuracy": accuracy,
+                                    "loss": loss,
+                                    "probe_c": probe.C,
+                                    "fit_time_s": elapsed,
+                                }
+                            )
+                    log.info(
+                        "%s_%s seed %d pool %d: test accuracy per stage %s",
+                        size["size"],
+                        spec["similarity"],
+                        seed,
+                        pool,
+                        ", ".join(
+                            f"{r['module']} {r['accuracy']:.3f}" for r in rows[-2 * len(stages) + 1 :: 2]
+                        ),
+                    )
+        frame = typed_frame(rows, STAGE_PROBE_COLUMNS)
+        order = {size["size"]: i for i, size in enumerate(spec["sizes"])}
+        frame = frame.sort_values(
+            ["size", "seed", "pool", "stage"], key=lambda c: c.map(order) if c.name == "size" else c
+        )
+        write_parquet_atomic(frame.reset_index(drop=True), output)
+
+
+def aggregate_finetune_tables_job(
+    inputs: dict[str, Sequence[str]], outputs: dict[str, str], log_path: str
+) -> None:
+    with job_logging(log_path):
+        columns = {"metrics": METRIC_COLUMNS, "stage_probes": STAGE_PROBE_COLUMNS}
+        for kind, paths in inputs.items():
+            frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True).astype(columns[kind])
+            write_parquet_atomic(frame, outputs[kind])
+            log.info("wrote %s: %d rows from %d jobs", outputs[kind], len(frame), len(paths))

@@ -1,0 +1,175 @@
+"""Question 4 through the real snakemake on config/smoke.yaml: tables, logs, resources, parse-time errors."""
+
+import pandas as pd
+import pytest
+import yaml
+from workflow_helpers import copy_workflow, planned_jobs, snakemake
+
+from dlatoms.claims import CLAIM_COLUMNS, VERDICTS
+from dlatoms.finetune_jobs import METRIC_COLUMNS, SOURCE_COLUMNS, STAGE_PROBE_COLUMNS
+
+SMOKE = ["--configfile", "config/smoke.yaml"]
+TABLES = [
+    "results/tables/finetune_metrics.parquet",
+    "results/tables/finetune_stage_probes.parquet",
+    "results/tables/finetune_source.parquet",
+]
+FIGURES = [f"results/figures/finetune_{name}.png" for name in ("accuracy", "curves", "stage_probes")]
+CLAIMS = "results/tables/finetune_claims.parquet"
+ARMS = ["probe_final", "finetune_all"]
+SCENARIOS = [(similarity, size) for similarity in ("similar", "dissimilar") for size in ("small", "large")]
+
+
+@pytest.fixture(scope="module")
+def finished(smoke_workdir):
+    return smoke_workdir
+
+
+def dtypes(frame):
+    return {column: str(dtype) for column, dtype in frame.dtypes.items()}
+
+
+def test_metrics_table(finished):
+    table = pd.read_parquet(finished / TABLES[0])
+    assert dtypes(table) == METRIC_COLUMNS
+    assert list(dict.fromkeys(zip(table.similarity, table["size"], strict=True))) == SCENARIOS
+    assert set(table.strategy) == set(ARMS)
+    assert set(table.dataset) == {"shapes", "mnist"}
+    assert sorted(table.seed.unique()) == [0, 1]
+    assert table.accuracy.between(0, 1).all()
+    per_run = table.groupby(["similarity", "size", "strategy", "seed"]).size()
+    assert (per_run[per_run.index.get_level_values("strategy") == "finetune_all"] == 4).all()  # epochs 0, 1
+    assert (
+        per_run[per_run.index.get_level_values("strategy") != "finetune_all"] == 2
+    ).all()  # probe: epoch 0
+    finetune = table[table.strategy == "finetune_all"]
+    assert (finetune.lr == 3e-3).all() and finetune.backbone_lr.to_numpy() == pytest.approx(3e-4)
+    assert table[table.method == "linear_probe"].lr.isna().all()
+
+
+def test_stage_probes_and_source_tables(finished):
+    probes = pd.read_parquet(finished / TABLES[1])
+    assert dtypes(probes) == STAGE_PROBE_COLUMNS
+    # test_resnet has 5 feature stages, probed with global and 2x2 pooling, plus the final features.
+    assert probes.groupby(["similarity", "size", "seed", "split"]).size().eq(11).all()
+    assert set(probes[probes.module == "final"].stage) == {5}
+    source = pd.read_parquet(finished / TABLES[2])
+    assert dtypes(source) == SOURCE_COLUMNS
+    assert sorted(source.epoch.unique()) == [0, 1]
+
+
+def test_logs_show_progress_and_benchmarks_exist(finished):
+    log = (finished / "logs/pretrain_source.log").read_text()
+    assert "epoch 1/1" in log and "images/s" in log and "source test accuracy" in log
+    arm_log = (finished / "logs/train_finetune_arm/dissimilar/large/finetune_all.log").read_text()
+    assert "epoch 1/1" in arm_log and "images/s" in arm_log and "done in" in arm_log
+    for similarity, size in SCENARIOS:
+        for arm in ARMS:
+            assert (finished / f"benchmarks/train_finetune_arm/{similarity}/{size}/{arm}.tsv").is_file()
+    assert (finished / "results/finetune/pretrained/source.safetensors").is_file()
+
+
+def test_claims_and_figures(finished):
+    claims = pd.read_parquet(finished / CLAIMS)
+    assert list(claims.columns) == CLAIM_COLUMNS
+    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e"]
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    assert claims.set_index("claim_id").loc["4e", "verdict"] == "not_measured"  # smoke has no scratch-lr arm
+    for figure in FIGURES:
+        assert (finished / figure).stat().st_size > 0
+        assert (finished / figure.replace(".png", ".svg")).is_file()
+
+
+def test_second_run_is_a_noop(finished):
+    run = snakemake(finished, *TABLES, CLAIMS, *FIGURES, "--dry-run", *SMOKE)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert planned_jobs(run.stdout) == []
+
+
+def edited_config(finished, tmp_path, edit) -> str:
+    config = yaml.safe_load((finished / "config/smoke.yaml").read_text())
+    edit(config["finetune"])
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def test_editing_one_arm_plans_only_its_jobs(finished, tmp_path):
+    def edit(section):
+        section["arms"][1]["strategy"]["backbone_lr_factor"] = 0.5
+
+    run = snakemake(finished, *TABLES, "--dry-run", "--configfile", edited_config(finished, tmp_path, edit))
+    assert run.returncode == 0, run.stdout[-3000:]
+    jobs = planned_jobs(run.stdout)
+    trained = sorted(w for rule, w in jobs if rule == "train_finetune_arm")
+    assert trained == sorted(f"similarity={s}, size={z}, strategy=finetune_all" for s, z in SCENARIOS)
+    assert {rule for rule, _ in jobs} == {"train_finetune_arm", "aggregate_finetune_tables"}
+
+
+def test_unknown_strategy_fails_at_parse_time(finished, tmp_path):
+    def edit(section):
+        section["arms"][0]["strategy"]["name"] = "linear_prob"
+
+    run = snakemake(finished, *TABLES, "--dry-run", "--configfile", edited_config(finished, tmp_path, edit))
+    assert run.returncode != 0
+    assert (
+        "config.finetune.arms[0].strategy.name: 'linear_prob' is not allowed (did you mean 'linear_probe'?)"
+        in (run.stdout)
+    )
+
+
+def test_strategy_parameter_it_does_not_take_fails_at_parse_time(finished, tmp_path):
+    def edit(section):
+        section["arms"][0]["strategy"]["lr"] = 0.1
+
+    run = snakemake(finished, *TABLES, "--dry-run", "--configfile", edited_config(finished, tmp_path, edit))
+    assert run.returncode != 0
+    assert "config.finetune.arms[0].strategy.lr: strategy 'linear_probe' has no parameter 'lr'" in run.stdout
+
+
+def test_gpu_device_requests_a_gpu_and_timm_weights_are_fetched(finished, tmp_path):
+    def edit(section):
+        section["device"] = "cuda"
+        section["model"]["weights"] = "timm"
+
+    run = snakemake(
+        finished,
+        *TABLES[:2],
+        "--dry-run",
+        "--forceall",
+        "--configfile",
+        edited_config(finished, tmp_path, edit),
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    jobs = {rule for rule, _ in planned_jobs(run.stdout)}
+    assert "fetch_timm_weights" in jobs and "pretrain_source" not in jobs
+    blocks = run.stdout.split("rule train_finetune_arm:")[1:]
+    assert blocks and all("gpu=1" in block.split("\n\n")[0] for block in blocks)
+
+
+def test_missing_weights_file_fails_at_parse_time(finished, tmp_path):
+    def edit(section):
+        section["model"]["weights"] = "file"
+        section["model"]["file"] = str(tmp_path / "absent.safetensors")
+
+    run = snakemake(
+        finished, *TABLES[:2], "--dry-run", "--configfile", edited_config(finished, tmp_path, edit)
+    )
+    assert run.returncode != 0
+    assert "config.finetune.model.file" in run.stdout and "absent.safetensors does not exist" in run.stdout
+
+
+def test_same_config_same_results(finished, tmp_path):
+    """Data, checkpoint and an arm's table are reproduced exactly (timing columns aside)."""
+    again = copy_workflow(tmp_path / "again")
+    arm = "results/finetune/runs/dissimilar/small/finetune_all.parquet"
+    files = [
+        "results/finetune/data/target_shapes.safetensors",
+        "results/finetune/pretrained/source.safetensors",
+    ]
+    run = snakemake(again, arm, *files, "--cores", "2", *SMOKE)
+    assert run.returncode == 0, run.stdout[-3000:]
+    for path in files:
+        assert (again / path).read_bytes() == (finished / path).read_bytes(), path
+    first, second = (pd.read_parquet(root / arm).drop(columns="train_time_s") for root in (finished, again))
+    pd.testing.assert_frame_equal(first, second)

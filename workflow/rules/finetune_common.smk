@@ -1,0 +1,36 @@
+# Question 4's helpers: config checks, constants and input functions of workflow/rules/finetune.smk.
+
+import dlatoms.finetune_config as finetune_cfg
+
+# Bad finetune config (unknown strategy parameters, overlapping shape classes, ...) stops the run here.
+finetune_cfg.check_finetune_config(config)
+
+FINETUNE_GPUS = finetune_cfg.gpus(config)  # gpu=1 unless finetune.device is cpu
+FINETUNE_THREADS = config["finetune"]["threads"]
+
+
+wildcard_constraints:
+    similarity="[A-Za-z0-9][A-Za-z0-9.+-]*",
+    size="[A-Za-z0-9][A-Za-z0-9.+-]*",
+    strategy="[A-Za-z0-9][A-Za-z0-9_.+-]*",
+
+
+def finetune_weights(wildcards):
+    """The pretrained weights of an arm's job; none for training from scratch."""
+    if finetune_cfg.arm_uses_weights(config, wildcards.strategy):
+        return {"weights": finetune_cfg.weights_path(config)}
+    return {}
+
+
+def finetune_target(wildcards):
+    return finetune_cfg.target_path(config, wildcards.similarity)
+
+
+def finetune_tables():
+    """The question's aggregated tables, claims and figures, for `rule all`."""
+    figures = ["accuracy", "curves", "stage_probes"]
+    return [
+        *finetune_cfg.finetune_tables(config),
+        "results/tables/finetune_claims.parquet",
+        *[f"results/figures/finetune_{name}.png" for name in figures],
+    ]
