@@ -9,9 +9,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/finetune.smk"
 
 
 rule all:
     default_target: True
     input:
         all_tables(),
+        finetune_tables(),
+        "results/report/index.html",
