@@ -74,7 +74,7 @@ def arm_colors(arms: list[str], settings: FigureSettings) -> dict[str, tuple]:
     return dict(zip(arms, sns.color_palette(settings.palette, len(arms)), strict=True))
 
 
-def _subplots(
+def panel_grid(
     rows: int, cols: int, settings: FigureSettings, legend: bool = False, **kwargs
 ) -> tuple[plt.Figure, np.ndarray]:
     """A grid of panels of the configured size; `legend` adds room for a legend on the right."""
@@ -132,7 +132,7 @@ def init_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     test = metrics[metrics["split"] == "test"]
     arms = _arm_order(test)
     bands = bootstrap_bands(test, ["arm", "step"], "accuracy", settings.bands, "init_accuracy")
-    fig, axes = _subplots(1, 1, settings, legend=True)
+    fig, axes = panel_grid(1, 1, settings, legend=True)
     ax = axes[0, 0]
     dashed = [a for a in arms if a not in REFERENCE_INIT_ARMS]
     _band_lines(ax, bands, "arm", arms, arm_colors(arms, settings), dashed=dashed)
@@ -149,7 +149,7 @@ def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     arms = _arm_order(hidden)
     layers = sorted(hidden["layer"].unique())
     colors = arm_colors(arms, settings)
-    fig, axes = _subplots(2, len(layers), settings, legend=True, sharex=True)
+    fig, axes = panel_grid(2, len(layers), settings, legend=True, sharex=True)
     rows = [
         ("distinct_units", "distinct units (count)"),
         ("saturated_fraction", "saturated outputs (fraction)"),
@@ -199,7 +199,7 @@ def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     colors = sns.color_palette(settings.palette, len(layers))
     cols = min(2, len(layers))
     rows = -(-len(layers) // cols)
-    fig, axes = _subplots(rows, cols, settings, sharex=True)
+    fig, axes = panel_grid(rows, cols, settings, sharex=True)
     for i, (layer, color) in enumerate(zip(layers, colors, strict=True)):
         ax = axes.flat[i]
         part = weights[weights["layer"] == layer]
@@ -222,7 +222,7 @@ def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     seed = _trace_seed(changes, settings)
     layers = sorted(changes["layer"].unique())
     colors = dict(zip(layers, sns.color_palette(settings.palette, len(layers)), strict=True))
-    fig, axes = _subplots(1, 2, settings, legend=True)
+    fig, axes = panel_grid(1, 2, settings, legend=True)
     one = changes[changes["seed"] == seed]
     for layer in layers:
         part = one[one["layer"] == layer]
@@ -272,7 +272,7 @@ def layers_convergence(tables: Mapping[str, pd.DataFrame], settings: FigureSetti
     """Q2: convergence step and monotonicity per layer, seeds as dots, mean and interval in black."""
     measures = tables["measures"]
     measures = measures[measures["arm"] == _arm_order(measures)[0]]
-    fig, axes = _subplots(1, 2, settings)
+    fig, axes = panel_grid(1, 2, settings)
     _points_with_intervals(axes[0, 0], measures, "layer", "convergence_step", settings, "convergence")
     axes[0, 0].set(xlabel="weight layer", ylabel="convergence step (Adam updates)")
     axes[0, 0].set_title("Step after which the change stays low")
@@ -302,7 +302,7 @@ def regularization_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSe
     seed = _trace_seed(weights, settings)
     weights = weights[(weights["seed"] == seed) & (weights["layer"] == weights["layer"].min())]
     penalties, strengths = _penalty_grid(arms)
-    fig, axes = _subplots(len(penalties), len(strengths), settings, sharex=True, sharey=True)
+    fig, axes = panel_grid(len(penalties), len(strengths), settings, sharex=True, sharey=True)
     colors = dict(zip(penalties, sns.color_palette(settings.palette, len(penalties)), strict=True))
     for r, penalty in enumerate(penalties):
         for c, strength in enumerate(strengths):
@@ -330,7 +330,7 @@ def regularization_accuracy(tables: Mapping[str, pd.DataFrame], settings: Figure
     penalties, strengths = _penalty_grid(arms)
     colors = dict(zip(strengths, sns.color_palette(settings.palette, len(strengths)), strict=True))
     bands = bootstrap_bands(test, ["penalty", "strength", "step"], "accuracy", settings.bands, "reg_accuracy")
-    fig, axes = _subplots(1, len(penalties), settings, legend=True, sharey=True)
+    fig, axes = panel_grid(1, len(penalties), settings, legend=True, sharey=True)
     for ax, penalty in zip(axes[0], penalties, strict=True):
         part = bands[bands["penalty"] == penalty]
         _band_lines(ax, part, "strength", strengths, colors, label=lambda s: f"{s:g}")
@@ -355,7 +355,7 @@ def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureS
         ("final_accuracy", "test accuracy (fraction correct)", "Final test accuracy"),
     ]
     colors = dict(zip(penalties, sns.color_palette(settings.palette, len(penalties)), strict=True))
-    fig, axes = _subplots(1, len(panels), settings, legend=True)
+    fig, axes = panel_grid(1, len(panels), settings, legend=True)
     offsets = dict(zip(penalties, np.linspace(-0.15, 0.15, len(penalties)), strict=True))
     for ax, (column, ylabel, title) in zip(axes[0], panels, strict=True):
         ax.set_title(title, fontsize="medium")

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from dlatoms.claims import CLAIM_COLUMNS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED  # noqa: E402
-from dlatoms.figures import FigureSettings, apply_style, save_figure  # noqa: E402
+from dlatoms.figures import FigureSettings, apply_style, panel_grid, save_figure  # noqa: E402
 from dlatoms.stats import EMPTY, BootstrapSpec, Interval, bootstrap_bands, bootstrap_mean  # noqa: E402
 
 log = logging.getLogger("dlatoms.finetune")
@@ -244,15 +244,7 @@ def _scenarios(frame: pd.DataFrame) -> list[tuple[str, str]]:
 def _grid(count: int, settings: FigureSettings, legend: bool, sharey: bool = True):
     cols = min(2, count)
     rows = -(-count // cols)
-    extra = 0.6 * settings.panel_width if legend else 0.0
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(settings.panel_width * cols + extra, settings.panel_height * rows),
-        squeeze=False,
-        sharey=sharey,
-        layout="constrained",
-    )
+    fig, axes = panel_grid(rows, cols, settings, legend, sharey=sharey)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
