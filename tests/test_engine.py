@@ -63,7 +63,7 @@ def test_engine_matches_per_seed_torch_loop(datasets, penalty, strength, loss, a
             torch.testing.assert_close(final[bs], layer.bias.detach(), rtol=1e-4, atol=1e-5)
         # Evaluation uses the trained parameters: the final test accuracy is the reference model's.
         with torch.no_grad():
-            predicted = model(torch.as_tensor(datasets[seed].x_test)).argmax(-1).numpy()
+            predicted = model(torch.tensor(datasets[seed].x_test)).argmax(-1).numpy()
         assert result.test_accuracy[-1, r] == pytest.approx((predicted == datasets[seed].y_test).mean())
 
 
