@@ -134,14 +134,6 @@ BMM_BLAS_MIN = 400
 EVAL_NETWORKS = 64
 
 
-def _activate(z: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "sigmoid":
-        return torch.sigmoid(z)
-    if activation == "tanh":
-        return torch.tanh(z)
-    return torch.relu(z)
-
-
 def _activate_into(z: torch.Tensor, out: torch.Tensor, activation: str) -> None:
     if activation == "sigmoid":
         torch.sigmoid(z, out=out)
@@ -159,18 +151,6 @@ def _backpropagate_activation(delta: torch.Tensor, a: torch.Tensor, activation: 
         torch.ops.aten.tanh_backward.grad_input(delta, a, grad_input=delta)  # delta * (1 - a * a)
     else:
         delta.mul_(a > 0)
-
-
-def forward(
-    network: NetworkSpec, layout: Layout, flat: torch.Tensor, x: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Outputs (R, N, out) and the hidden activations of each hidden layer, from flat parameters (R, P)."""
-    weights, biases = layout.weights(flat), layout.biases(flat)
-    hidden, a = [], x
-    for w, b in zip(weights[:-1], biases[:-1], strict=True):
-        a = _activate(torch.baddbmm(b.unsqueeze(1), a, w), network.activation)
-        hidden.append(a)
-    return torch.baddbmm(biases[-1].unsqueeze(1), a, weights[-1]), hidden
 
 
 def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
