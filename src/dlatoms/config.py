@@ -107,7 +107,7 @@ def arm_spec(config: dict, question: str, arm: str) -> dict:
         "arm": arm,
         "seeds": list(section["seeds"]),
         "network": dict(section["network"]),
-        "training": dict(section["training"]),
+        "training": {**section["training"], **chosen.get("training", {})},
         "init": dict(chosen.get("init", section.get("init", {"name": "xavier_uniform"}))),
         "penalty": {"strength": 0.0, **chosen.get("penalty", section.get("penalty", {"name": "none"}))},
         "diagnostics": dict(config.get("diagnostics", {})),
