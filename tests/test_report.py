@@ -22,6 +22,8 @@ from workflow_helpers import snakemake
 
 from dlatoms.claims import CLAIM_COLUMNS, CLAIMS, VERDICTS, compute_claims_job
 from dlatoms.figures import FIGURES
+from dlatoms.finetune_report import FIGURE_TITLES as FINETUNE_FIGURES
+from dlatoms.finetune_report import scenario_table
 
 # The report and what it is built from (questions 1-3); other questions' jobs stay out of this test.
 # (the target first: --configfile would swallow it as a second config file)
@@ -77,7 +79,7 @@ def test_report_names_every_claim_and_embeds_existing_figures(workdir):
     for claim in CLAIMS:
         assert f'id="claim-{claim.claim_id}"' in html, claim.claim_id
     page = parse(html)
-    assert set(page.figures) == set(FIGURES), "the report must embed every figure"
+    assert set(page.figures) == set(FIGURES) | set(FINETUNE_FIGURES), "the report must embed every figure"
     for name, source in page.figures.items():
         assert (workdir / source).is_file(), f"figure {name} embeds {source}, which does not exist"
     for tag, attribute, value in page.links:
@@ -87,6 +89,44 @@ def test_report_names_every_claim_and_embeds_existing_figures(workdir):
     assert not re.search(r"url\((?!['\"]?data:)", html), "CSS must not load anything"
     for section in ("Method", "Run time", "our verdict"):
         assert section in html
+
+
+def test_report_has_a_question_4_section(workdir):
+    html = (workdir / "results/report/index.html").read_text(encoding="utf-8")
+    section = html[html.index("id='finetune'") : html.index("id='times'")]
+    claims = pd.read_parquet(workdir / "results/tables/finetune_claims.parquet")
+    assert list(claims["claim_id"]) == ["4a", "4b", "4c", "4d", "4e"]
+    for claim_id in claims["claim_id"]:
+        assert f'id="claim-{claim_id}"' in section, claim_id  # full claim rows in the section
+        assert f'href="#claim-{claim_id}"' in html, claim_id  # and in the overview at the top
+    for name in FINETUNE_FIGURES:
+        assert f'data-figure="{name}"' in section, name
+    summary = pd.read_parquet(workdir / "results/tables/finetune_summary.parquet")
+    for row in summary.itertuples():  # every (scenario, strategy) mean is in the scenario x strategy table
+        assert f"<code>{row.strategy}</code>" in section
+        assert f"{row.size}, {row.similarity}" in section
+        assert f"{row.mean:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]" in section, row
+    for text in ("pretraining on the source shapes", "strategy jobs", "per-stage probes", "test_resnet"):
+        assert text in section, text
+
+
+def test_scenario_table_marks_the_best_and_the_recommended():
+    summary = pd.DataFrame(
+        {
+            "similarity": ["similar"] * 3,
+            "size": ["small"] * 3,
+            "strategy": ["scratch", "probe_final", "finetune_all"],
+            "mean": [0.25, 0.5, 0.75],
+            "ci_low": [0.2, 0.4, 0.7],
+            "ci_high": [0.3, 0.6, 0.8],
+        }
+    )
+    section = {"arms": [{"name": "probe_final"}, {"name": "finetune_all"}, {"name": "scratch"}]}
+    html = scenario_table(summary, {**section, "recommended": {"small_similar": "probe_final"}})
+    assert "<b>0.75 [0.7, 0.8]</b>" in html  # the best mean in bold
+    assert "★ 0.5 [0.4, 0.6]" in html and html.count("★") == 2  # the recommended cell and the legend
+    rows = re.findall(r"<code>(\w+)</code>", html)
+    assert rows == ["probe_final", "finetune_all", "scratch"]  # arms in config order
 
 
 def planned_rules(workdir: Path, old: str, new: str) -> set[str]:

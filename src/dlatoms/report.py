@@ -101,14 +101,18 @@ class ReportInputs:
     summaries: pd.DataFrame
     figures: Mapping[str, str]  # figure name -> PNG path
     benchmarks: Sequence[str]
-    settings: Mapping  # config values used: data, diagnostics, questions, analysis, figures
+    settings: Mapping  # config values used: data, diagnostics, questions, analysis, figures, finetune
+    finetune_summary: pd.DataFrame | None = None  # question 4: per (scenario, strategy) mean and interval
+    finetune_source: pd.DataFrame | None = (
+        None  # question 4: the source pretraining curve, when pretrained here
+    )
 
 
-def _e(value) -> str:
+def esc(value) -> str:
     return html.escape(str(value))
 
 
-def _number(value: float, digits: int = 3) -> str:
+def fmt_number(value: float, digits: int = 3) -> str:
     """`digits` significant digits, whole numbers from 1000 on (step counts, seconds)."""
     if pd.isna(value):
         return "–"
@@ -119,11 +123,11 @@ def _number(value: float, digits: int = 3) -> str:
 
 def _verdict(verdict: str) -> str:
     color = VERDICT_COLORS.get(verdict, "#444")
-    return f'<span class="verdict" style="background:{color}">{_e(verdict.replace("_", " "))}</span>'
+    return f'<span class="verdict" style="background:{color}">{esc(verdict.replace("_", " "))}</span>'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for row in rows:
         cells = "".join(
@@ -137,22 +141,22 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Seque
 def _interval(row) -> str:
     if row["n_seeds"] == 0:
         return "–"
-    return f"{_number(row['statistic'])} [{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
+    return f"{fmt_number(row['statistic'])} [{fmt_number(row['ci_low'])}, {fmt_number(row['ci_high'])}]"
 
 
 def claims_table(claims: pd.DataFrame, full: bool) -> str:
     """Our verdict beside the reference's conclusion; `full` adds how it is measured and decided."""
     rows = []
     for _, row in claims.iterrows():
-        statement = f"<strong>{_e(row['statement'])}</strong>"
+        statement = f"<strong>{esc(row['statement'])}</strong>"
         if full:
             statement += (
                 "<details><summary>measure, rule, numbers</summary>"
-                f"<p><b>Measure.</b> {_e(row['measure'])}</p>"
-                f"<p><b>Verdict rule.</b> {_e(row['rule'])}</p><p><b>Numbers.</b> {_e(row['detail'])}</p>"
+                f"<p><b>Measure.</b> {esc(row['measure'])}</p>"
+                f"<p><b>Verdict rule.</b> {esc(row['rule'])}</p><p><b>Numbers.</b> {esc(row['detail'])}</p>"
                 "</details>"
             )
-        claim_id = _e(row["claim_id"])
+        claim_id = esc(row["claim_id"])
         anchor = (
             f'<span id="claim-{claim_id}">{claim_id}</span>'
             if full
@@ -165,11 +169,11 @@ def claims_table(claims: pd.DataFrame, full: bool) -> str:
                 _interval(row),
                 str(int(row["n_seeds"])),
                 _verdict(row["verdict"]),
-                _e(row["reference_conclusion"]),
+                esc(row["reference_conclusion"]),
             ]
         )
     headers = ["claim", "statement", "statistic [95% CI]", "seeds", "our verdict", "reference's conclusion"]
-    return _table(headers, rows, numeric=(2, 3))
+    return html_table(headers, rows, numeric=(2, 3))
 
 
 def summary_table(summaries: pd.DataFrame, question: str, arm_order: Sequence[str] = ()) -> str:
@@ -187,17 +191,19 @@ def summary_table(summaries: pd.DataFrame, question: str, arm_order: Sequence[st
     rows = []
     for key, group in part.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        cells = [_e(k) for k in key]
+        cells = [esc(k) for k in key]
         values = group.set_index("measure")
         for measure, _ in measures:
             if measure in values.index:
                 v = values.loc[measure]
-                cells.append(f"{_number(v['mean'])} [{_number(v['ci_low'])}, {_number(v['ci_high'])}]")
+                cells.append(
+                    f"{fmt_number(v['mean'])} [{fmt_number(v['ci_low'])}, {fmt_number(v['ci_high'])}]"
+                )
             else:
                 cells.append("–")
         rows.append(cells)
     headers = [*keys, *[label for _, label in measures]]
-    return _table(headers, rows, numeric=range(len(keys), len(headers)))
+    return html_table(headers, rows, numeric=range(len(keys), len(headers)))
 
 
 def _png_width(png: bytes) -> int:
@@ -205,18 +211,23 @@ def _png_width(png: bytes) -> int:
     return int.from_bytes(png[16:20], "big")
 
 
-def _embedded_figure(name: str, path: str, dpi: float) -> str:
+def embedded_figure(
+    name: str, path: str, dpi: float, title: str | None = None, caption: str | None = None
+) -> str:
     """The PNG inline as a data URI, shown at its physical size (CSS has 96 px per inch)."""
     png = Path(path).read_bytes()
     data = base64.b64encode(png).decode("ascii")
     width = round(_png_width(png) * 96 / dpi)
-    figure = FIGURES.get(name)
-    title = figure.title if figure else name
+    if title is None:
+        figure = FIGURES.get(name)
+        title = figure.title if figure else name
+    if caption is None:
+        caption = FIGURE_CAPTIONS.get(name, "")
     return (
-        f'<figure id="figure-{_e(name)}"><img src="data:image/png;base64,{data}" alt="{_e(title)}" '
-        f'width="{width}" data-figure="{_e(name)}" data-source="{_e(path)}">'
-        f"<figcaption><b>{_e(title)}.</b> {_e(FIGURE_CAPTIONS.get(name, ''))} "
-        f"(<code>{_e(name)}</code>; PNG and SVG in <code>{_e(str(Path(path).parent))}</code>)"
+        f'<figure id="figure-{esc(name)}"><img src="data:image/png;base64,{data}" alt="{esc(title)}" '
+        f'width="{width}" data-figure="{esc(name)}" data-source="{esc(path)}">'
+        f"<figcaption><b>{esc(title)}.</b> {esc(caption)} "
+        f"(<code>{esc(name)}</code>; PNG and SVG in <code>{esc(str(Path(path).parent))}</code>)"
         "</figcaption></figure>"
     )
 
@@ -241,8 +252,8 @@ FIGURE_CAPTIONS = {
 
 
 def _settings_table(values: Mapping) -> str:
-    rows = [[f"<code>{_e(k)}</code>", _e(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
-    return _table(["setting", "value"], rows)
+    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
+    return html_table(["setting", "value"], rows)
 
 
 def _arms_table(section: Mapping) -> str:
@@ -252,12 +263,12 @@ def _arms_table(section: Mapping) -> str:
         penalty = arm.get("penalty", section.get("penalty", {}))
         rows.append(
             [
-                f"<code>{_e(arm['name'])}</code>",
-                _e(", ".join(f"{k}={v}" for k, v in init.items())),
-                _e(", ".join(f"{k}={v}" for k, v in penalty.items())),
+                f"<code>{esc(arm['name'])}</code>",
+                esc(", ".join(f"{k}={v}" for k, v in init.items())),
+                esc(", ".join(f"{k}={v}" for k, v in penalty.items())),
             ]
         )
-    return _table(["arm", "initializer", "penalty"], rows)
+    return html_table(["arm", "initializer", "penalty"], rows)
 
 
 def question_method(question: str, section: Mapping, analysis: Mapping) -> str:
@@ -315,7 +326,7 @@ def init_cause(claims: pd.DataFrame) -> str:
             f"1d {trains['verdict']}, 1e {fails['verdict']}, 1f {symmetric['verdict']}, 1g "
             f"{saturates['verdict']} (see the claims below)."
         )
-    details = " ".join(_e(c["detail"]) for c in (symmetric, saturates) if c["verdict"] != "not_measured")
+    details = " ".join(esc(c["detail"]) for c in (symmetric, saturates) if c["verdict"] != "not_measured")
     return f'<p class="note">{text}</p><p>{details}</p>'
 
 
@@ -336,14 +347,14 @@ def question_times(benchmarks: pd.DataFrame, question: str, section: Mapping) ->
     if train.empty:
         return "<p>No training benchmarks found.</p>"
     rows = [
-        [_e(job.split("/", 1)[1]), _number(s, 2)]
+        [esc(job.split("/", 1)[1]), fmt_number(s, 2)]
         for job, s in zip(train["job"], train["seconds"], strict=True)
     ]
     total = train["seconds"].sum()
     runs = len(section.get("seeds", [])) * len(train)
-    rows.append(["<b>all arms</b>", f"<b>{_number(total, 1)}</b>"])
+    rows.append(["<b>all arms</b>", f"<b>{fmt_number(total, 1)}</b>"])
     return (
-        f"<h3>Run time</h3>{_table(['training job (arm)', 'seconds'], rows, numeric=(1,))}"
+        f"<h3>Run time</h3>{html_table(['training job (arm)', 'seconds'], rows, numeric=(1,))}"
         f"<p>{runs} training runs ({len(train)} arms × {len(section.get('seeds', []))} seeds) in "
         f"{total:.1f} s of job wall time; the reference took {REFERENCE_SECONDS[question]} s for its whole "
         "experiment (fewer runs, TensorFlow 1).</p>"
@@ -369,32 +380,32 @@ def render_report(inputs: ReportInputs) -> str:
         f"<title>dlatoms report</title><style>{CSS}</style></head><body>",
         "<h1>dlatoms — atomic experiments in deep learning</h1>",
         "<p>Reproduction and extension of experiments 10–12 of <i>Atomic Experiments in Deep Learning</i> "
-        "(A. Abid, 2018): each claim of the reference measured over seeds with a bootstrap interval "
-        f"and decided by a written rule. Verdicts: {overview}.</p>",
+        "(A. Abid, 2018) and of the CS231n transfer-learning advice (question 4): each claim measured over "
+        f"seeds with a bootstrap interval and decided by a written rule. Verdicts: {overview}.</p>",
         "<h2 id='claims'>Claims</h2>",
         claims_table(claims, full=False),
         "<h2 id='data'>Data (questions 1–3)</h2>",
         "<p>Two-class mixture of Gaussians with shared covariance CᵀC, C = s·U(0,1)<sup>d×d</sup>; a fresh "
-        f"data set per seed. Class-1 mean separation: {_e(separation_text)}.</p>",
+        f"data set per seed. Class-1 mean separation: {esc(separation_text)}.</p>",
         _settings_table(data),
         "<p>Diagnostics recorded during training (config <code>diagnostics</code>):</p>",
         _settings_table(settings.get("diagnostics", {})),
         "<p>Intervals: percentile bootstrap of the mean over seeds (paired per seed when arms are compared), "
-        f"{_e(settings.get('analysis', {}).get('bootstrap_resamples', ''))} resamples, confidence "
-        f"{_e(settings.get('analysis', {}).get('confidence', ''))}, resampling seed "
-        f"{_e(settings.get('analysis', {}).get('bootstrap_seed', ''))}.</p>",
+        f"{esc(settings.get('analysis', {}).get('bootstrap_resamples', ''))} resamples, confidence "
+        f"{esc(settings.get('analysis', {}).get('confidence', ''))}, resampling seed "
+        f"{esc(settings.get('analysis', {}).get('bootstrap_seed', ''))}.</p>",
     ]
     for question, title in QUESTION_TITLES.items():
         section = settings.get("questions", {}).get(question)
         if section is None:
             continue
-        parts.append(f"<h2 id='{question}'>{_e(title)}</h2>")
+        parts.append(f"<h2 id='{question}'>{esc(title)}</h2>")
         parts.append(question_method(question, section, settings.get("analysis", {})))
         parts.append("<h3>Figures</h3>")
         for name, figure in FIGURES.items():
             if figure.question == question and name in inputs.figures:
                 dpi = float(settings.get("figures", {}).get("dpi", 150))
-                parts.append(_embedded_figure(name, inputs.figures[name], dpi))
+                parts.append(embedded_figure(name, inputs.figures[name], dpi))
         if question == "init":
             parts.append(init_cause(claims))
         parts.append("<h3>Claims</h3>")
@@ -403,9 +414,23 @@ def render_report(inputs: ReportInputs) -> str:
         arm_order = [arm["name"] for arm in section.get("arms", [])]
         parts.append(summary_table(inputs.summaries, question, arm_order))
         parts.append(question_times(benchmarks, question, section))
+    if "finetune" in settings and inputs.finetune_summary is not None:
+        from dlatoms.finetune_report import finetune_section  # it builds on this module's helpers
+
+        parts.append(
+            finetune_section(
+                settings["finetune"],
+                claims,
+                inputs.finetune_summary,
+                inputs.finetune_source,
+                inputs.figures,
+                benchmarks,
+                float(settings.get("figures", {}).get("dpi", 150)),
+            )
+        )
     parts.append("<h2 id='times'>Run time of every benchmarked job</h2>")
-    rows = [[_e(r.rule), _e(r.job), _number(r.seconds, 2)] for r in benchmarks.itertuples()]
-    parts.append(_table(["rule", "job", "seconds"], rows, numeric=(2,)))
+    rows = [[esc(r.rule), esc(r.job), fmt_number(r.seconds, 2)] for r in benchmarks.itertuples()]
+    parts.append(html_table(["rule", "job", "seconds"], rows, numeric=(2,)))
     parts.append("<h2 id='settings'>Figure settings</h2>")
     parts.append(_settings_table(settings.get("figures", {})))
     parts.append("</body></html>")
@@ -413,24 +438,28 @@ def render_report(inputs: ReportInputs) -> str:
 
 
 def render_report_job(
-    claims: str,
+    claims: Sequence[str],
     summaries: str,
     figures: Mapping[str, str],
     benchmarks: Sequence[str],
     settings: Mapping,
     output: str,
     log_path: str,
+    finetune_summary: str | None = None,
+    finetune_source: str | None = None,
 ) -> None:
-    """Rule entry point: render results/report/index.html."""
+    """Rule entry point: render results/report/index.html from the claims tables of every question."""
     from dlatoms.jobs import job_logging
 
     with job_logging(log_path):
         inputs = ReportInputs(
-            claims=pd.read_parquet(claims),
+            claims=pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True),
             summaries=pd.read_parquet(summaries),
             figures=dict(figures),
             benchmarks=list(benchmarks),
             settings=settings,
+            finetune_summary=pd.read_parquet(finetune_summary) if finetune_summary else None,
+            finetune_source=pd.read_parquet(finetune_source) if finetune_source else None,
         )
         text = render_report(inputs)
         write_text_atomic(text, output)

@@ -1,7 +1,18 @@
 # The final report: results/report/index.html (self-contained), and captions for `snakemake --report`.
 
 
+import dlatoms.finetune_config as finetune_cfg
+
+
 report: "../report/workflow.rst"
+
+
+FINETUNE_FIGURE_NAMES = [
+    "finetune_accuracy",
+    "finetune_curves",
+    "finetune_stage_probes",
+]
+FINETUNE_PRETRAINS = config["finetune"]["model"]["weights"] == "source"
 
 
 # Benchmark files of every training, measuring, claims and figure job, in pipeline order.
@@ -14,6 +25,16 @@ REPORT_BENCHMARKS = (
     + [f"benchmarks/measure_{question}.tsv" for question in QUESTIONS]
     + ["benchmarks/compute_claims.tsv"]
     + [f"benchmarks/plot_figure/{name}.tsv" for name in FIGURE_NAMES]
+    + (["benchmarks/pretrain_source.tsv"] if FINETUNE_PRETRAINS else [])
+    + [
+        f"benchmarks/train_finetune_arm/{similarity}/{size}/{arm}.tsv"
+        for similarity, size in finetune_cfg.scenarios(config)
+        for arm in finetune_cfg.arm_names(config)
+    ]
+    + [
+        f"benchmarks/probe_stages/{similarity}.tsv"
+        for similarity in finetune_cfg.similarities(config)
+    ]
 )
 
 # The config values the report's method sections state.
@@ -23,14 +44,27 @@ REPORT_SETTINGS = {
     "questions": {question: config[question] for question in QUESTIONS},
     "analysis": config["analysis"],
     "figures": config["figures"],
+    "finetune": config["finetune"],
 }
+
+
+def report_finetune_source(wildcards):
+    """Question 4's pretraining curve, when the pipeline pretrains its own source model."""
+    if FINETUNE_PRETRAINS:
+        return {"finetune_source": "results/tables/finetune_source.parquet"}
+    return {}
 
 
 rule render_report:
     input:
+        unpack(report_finetune_source),
         claims="results/tables/claims.parquet",
+        finetune_claims="results/tables/finetune_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
-        figures=expand("results/figures/{name}.png", name=FIGURE_NAMES),
+        finetune_summary="results/tables/finetune_summary.parquet",
+        figures=expand(
+            "results/figures/{name}.png", name=FIGURE_NAMES + FINETUNE_FIGURE_NAMES
+        ),
         benchmarks=REPORT_BENCHMARKS,
     output:
         report(
@@ -42,7 +76,7 @@ rule render_report:
         "logs/render_report.log",
     localrule: True
     params:
-        figure_names=FIGURE_NAMES,
+        figure_names=FIGURE_NAMES + FINETUNE_FIGURE_NAMES,
         settings=REPORT_SETTINGS,
     script:
         "../../scripts/render_report.py"
