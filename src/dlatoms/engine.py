@@ -260,7 +260,8 @@ def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
     A unit duplicates another when all entries agree within `tolerance`, i.e. their torch.cdist(p=inf)
     distance is <= tolerance. This gives the same answer but only measures the pairs whose first and last
     entries already agree (a necessary condition), lowest-numbered partner first, so it costs O(n^2) rather
-    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself.
+    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself;
+    a network holding NaN gets NaN (its units are not numbers, so neither equal nor distinct).
     """
     networks, n, _ = units.shape
     lower = torch.ones(n, n, dtype=torch.bool).tril_(-1)
@@ -282,7 +283,11 @@ def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
         bad = maybe_infinite.nonzero().squeeze(1)
         distance = torch.cdist(units[bad], units[bad], p=math.inf)
         duplicate[bad] = ((distance <= tolerance) & lower).any(dim=-1)
-    return (n - duplicate.sum(-1)).to(torch.float32)
+    distinct = (n - duplicate.sum(-1)).to(torch.float32)
+    if maybe_infinite.any():
+        # cdist's max-norm skips NaN coordinates, so a NaN network would count as one distinct unit.
+        distinct[torch.isnan(units).flatten(1).any(-1)] = math.nan
+    return distinct
 
 
 def _unit_stats(

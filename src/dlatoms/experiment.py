@@ -104,8 +104,17 @@ def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
     )
 
 
+def _after_divergence(steps: np.ndarray, diverged_step: np.ndarray) -> np.ndarray:
+    """(len(steps), runs): whether each recorded step is at or after its run's divergence step."""
+    return (diverged_step[None, :] >= 0) & (steps[:, None] >= diverged_step[None, :])
+
+
 def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[str, pd.DataFrame]:
-    """Tidy metrics, traced-weights and unit tables for one trained batch of seeds."""
+    """Tidy metrics, traced-weights and unit tables for one trained batch of seeds.
+
+    A diverged run keeps its rows, but from its divergence step on every recorded number (accuracy, loss,
+    traced weights, unit diagnostics) is NaN: the network no longer computes numbers.
+    """
     runs = len(seeds)
     seed_col = np.asarray(seeds, dtype=np.int64)
     diverged_step = result.diverged_step.astype(np.int64)
@@ -114,8 +123,7 @@ def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[s
     for split in ("train", "test"):
         accuracy = getattr(result, f"{split}_accuracy").astype(np.float64)
         loss = getattr(result, f"{split}_loss").astype(np.float64)
-        steps = result.eval_steps[:, None]
-        after = (diverged_step[None, :] >= 0) & (steps >= diverged_step[None, :])
+        after = _after_divergence(result.eval_steps, diverged_step)
         accuracy = np.where(after, np.nan, accuracy)  # a diverged network has no meaningful accuracy
         loss = np.where(after & np.isfinite(loss), np.nan, loss)
         loss = np.where(np.isfinite(loss), loss, np.nan)
@@ -136,13 +144,14 @@ def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[s
     metrics["diverged_step"] = metrics["seed"].map(by_seed).astype(np.int64)
 
     n_trace, _, n_traced = result.traced.shape
+    traced = np.where(_after_divergence(result.trace_steps, diverged_step)[:, :, None], np.nan, result.traced)
     weights = pd.DataFrame(
         {
             "seed": np.tile(np.repeat(seed_col, n_traced), n_trace),
             "step": np.repeat(result.trace_steps.astype(np.int64), runs * n_traced),
             "layer": np.tile(result.traced_layer.astype(np.int64), n_trace * runs),
             "index": np.tile(result.traced_index.astype(np.int64), n_trace * runs),
-            "value": result.traced.reshape(-1).astype(np.float32),
+            "value": traced.reshape(-1).astype(np.float32),
         }
     )
 
@@ -157,8 +166,11 @@ def result_tables(arm: ArmSpec, seeds: list[int], result: BatchResult) -> dict[s
             ),
         }
     )
+    # From the divergence step on the parameters are not numbers, so no diagnostic describes them (NaN
+    # activations compare False, which the engine's saturation count would read as "nothing saturated").
+    after = _after_divergence(result.eval_steps, diverged_step)[:, :, None]
     for name, value in result.unit_stats.items():
-        units[name] = value.reshape(-1).astype(np.float64)
+        units[name] = np.where(after, np.nan, value).reshape(-1).astype(np.float64)
 
     # The arm's settings travel with its metrics, so analysis needs no config.
     metrics["init"] = arm.init["name"]
