@@ -2,10 +2,17 @@
 
 Every function takes the tidy tables of one question and returns a tidy table with one row per
 (arm, seed[, layer]), so that an interval over seeds is a bootstrap of one column.
+
+Diverged runs (loss NaN or infinite at some step; their recorded numbers are NaN from that step on) are
+handled the same way everywhere: accuracy counts as chance from the divergence step on (a network that
+computes NaN predicts nothing; dropping those runs would make an arm look better the more of its runs blow
+up), and every other measure of a diverged run is NaN, i.e. left out of intervals, with the run listed in
+the claims' detail. Measures tables carry `diverged` and `diverged_step` so that nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +39,70 @@ class AnalysisSpec:
         return cls(**{k: type(getattr(cls, k))(v) for k, v in params.items() if k in names})
 
 
+RUN_KEYS = ["question", "arm", "seed"]
+DIVERGED_COLUMNS = ["question", "arm", "seed", "diverged_step"]
+DIVERGED_DTYPES = {"question": "object", "arm": "object", "seed": "int64", "diverged_step": "int64"}
+
+
+def diverged_runs(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per diverged run: question, arm, seed, diverged_step (an empty frame with them when none).
+
+    `tables` maps each question to its metrics table (`results/tables/<question>_metrics.parquet`); any
+    table with arm, seed and diverged_step columns works (the init and regularization measures too). Rows
+    keep the mapping's order of questions and each table's order of runs (config order of arms, then seed).
+    """
+    frames = [pd.DataFrame(columns=DIVERGED_COLUMNS)]
+    for question, table in tables.items():
+        if "diverged_step" not in table.columns:
+            raise ValueError(
+                f"the {question!r} table has no diverged_step column (it has {', '.join(table.columns)}); "
+                f"pass results/tables/{question}_metrics.parquet"
+            )
+        runs = table.loc[table["diverged_step"] >= 0].assign(question=question)
+        frames.append(runs[DIVERGED_COLUMNS].drop_duplicates(RUN_KEYS))
+    return pd.concat(frames, ignore_index=True).astype(DIVERGED_DTYPES)
+
+
+def run_divergence(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (question, arm, seed) of a metrics table: diverged and diverged_step."""
+    runs = metrics.groupby(RUN_KEYS, sort=False, observed=True)[["diverged", "diverged_step"]].first()
+    return runs.reset_index()
+
+
+def recorded_divergence(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per (question, arm, seed): diverged and diverged_step, read off the first step where `column` is NaN.
+
+    For tables without the metrics' divergence columns: a run's traced weights (`value`), hidden-layer
+    diagnostics (`distinct_units` of `hidden_units`) and layer changes (`change`) are numbers until it
+    diverges and NaN from then on, so the first NaN snapshot is at (evaluations) or after (snapshots
+    every `trace_every` steps) the step the metrics table records; -1 when never.
+    """
+    missing = ~np.isfinite(frame[column].to_numpy(dtype=np.float64))
+    first = frame.loc[missing].groupby(RUN_KEYS, observed=True)["step"].min()
+    runs = frame.groupby(RUN_KEYS, sort=False, observed=True).size().index
+    step = first.reindex(runs).fillna(-1).astype(np.int64)
+    return pd.DataFrame({"diverged": step >= 0, "diverged_step": step}).reset_index()
+
+
+def _exclude_diverged(measures: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """NaN in `columns` for diverged runs: a network that stopped computing numbers has no such measure."""
+    measures = measures.copy()
+    measures.loc[measures["diverged"].astype(bool), columns] = np.nan
+    return measures
+
+
 def _test_curve(metrics: pd.DataFrame, chance: float) -> pd.DataFrame:
-    """Test accuracy per (arm, seed, step); a diverged run scores chance (it predicts nothing useful)."""
+    """Test accuracy per (arm, seed, step); from its divergence step on a run scores chance."""
     test = metrics[metrics["split"] == "test"].copy()
-    test["accuracy"] = test["accuracy"].fillna(chance)
+    after = test["diverged"].astype(bool) & (test["step"] >= test["diverged_step"])
+    unexplained = test["accuracy"].isna() & ~after
+    if unexplained.any():
+        where = test.loc[unexplained, ["arm", "seed", "step"]].iloc[0].to_dict()
+        raise ValueError(
+            f"test accuracy is NaN at {where}, but that run is not marked diverged there; the metrics "
+            "table is damaged: delete it and rerun its training job"
+        )
+    test.loc[after, "accuracy"] = chance
     return test
 
 
@@ -52,13 +119,19 @@ def accuracy_measures(metrics: pd.DataFrame, chance: float) -> pd.DataFrame:
     )
     later = test[test["step"] > 0] if (test["step"] > 0).any() else test
     curve = later.groupby(keys, observed=True)["accuracy"].mean().rename("curve_accuracy")
-    settings = test.groupby(keys, observed=True)[["init", "penalty", "strength", "diverged"]].first()
+    settings = test.groupby(keys, observed=True)[
+        ["init", "penalty", "strength", "diverged", "diverged_step"]
+    ].first()
     return pd.concat([settings, final, curve], axis=1).reset_index()
 
 
 def hidden_units(units: pd.DataFrame) -> pd.DataFrame:
-    """The hidden layers' rows of a units table (the output layer has no diagnostics)."""
-    return units[units["distinct_units"].notna()].copy()
+    """The hidden layers' rows of a units table: all but the last (linear output) layer of each question.
+
+    By layer, not by finite diagnostics: a diverged run's hidden rows are NaN from its divergence step on.
+    """
+    output_layer = units.groupby("question", observed=True)["layer"].transform("max")
+    return units[units["layer"] < output_layer].copy()
 
 
 def init_seed_measures(metrics: pd.DataFrame, units: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
@@ -76,12 +149,18 @@ def init_seed_measures(metrics: pd.DataFrame, units: pd.DataFrame, spec: Analysi
     last["saturated_units"] = last["saturated_fraction"] * last["units"]
     final = last.groupby(keys, observed=True)[["saturated_units", "units"]].sum()
     symmetry["final_saturated_fraction"] = final["saturated_units"] / final["units"]
-    return measures.merge(symmetry.reset_index(), on=keys, how="left")
+    measures = measures.merge(symmetry.reset_index(), on=keys, how="left")
+    return _exclude_diverged(
+        measures, ["max_distinct_units", "max_distinct_share", "final_saturated_fraction"]
+    )
 
 
 def _traced_matrix(weights: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(steps,) and (steps, traced) values of one run's one layer."""
-    wide = weights.pivot_table(index="step", columns="index", values="value", aggfunc="first").sort_index()
+    # dropna=False keeps a diverged run's NaN snapshots: they mark where its numbers end.
+    wide = weights.pivot_table(
+        index="step", columns="index", values="value", aggfunc="first", dropna=False
+    ).sort_index()
     return wide.index.to_numpy(dtype=np.int64), wide.to_numpy(dtype=np.float64)
 
 
@@ -103,6 +182,7 @@ def layer_changes(weights: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
         norm = np.linalg.norm(values[:-1], axis=1)
         relative = np.divide(change, norm, out=np.full_like(change, np.nan), where=norm > 0)
         smoothed = pd.Series(relative).rolling(spec.smoothing_snapshots, min_periods=1).mean().to_numpy()
+        smoothed = np.where(np.isfinite(change), smoothed, np.nan)  # diverged: no smoothing past the end
         frames.append(
             pd.DataFrame(
                 {
@@ -147,16 +227,26 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def layer_convergence(changes: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+def layer_convergence(
+    changes: pd.DataFrame, spec: AnalysisSpec, metrics: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per (arm, seed, layer): convergence step, whether it converged, early change, monotonicity.
 
     `monotonicity` is minus the rank correlation of step and smoothed change up to the convergence step
     (1 = the change fell at every snapshot on the way, the reference's "almost monotonically").
+    A diverged run (from `metrics` when given, else from its traced weights) gets NaN measures and
+    converged False; `convergence_step` is float64 for that reason.
     """
+    divergence = run_divergence(metrics) if metrics is not None else recorded_divergence(changes, "change")
+    diverged_steps = divergence.set_index(RUN_KEYS)["diverged_step"]
     rows = []
     for (question, arm, seed, layer), group in changes.groupby(
         ["question", "arm", "seed", "layer"], sort=True, observed=True
     ):
+        diverged_step = int(diverged_steps.get((question, arm, seed), -1))
+        if diverged_step >= 0:
+            rows.append((question, arm, seed, layer, np.nan, False, np.nan, np.nan, True, diverged_step))
+            continue
         group = group.sort_values("step")
         steps = group["step"].to_numpy()
         smoothed = group["smoothed_change"].to_numpy()
@@ -164,7 +254,7 @@ def layer_convergence(changes: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame
         step, converged, early = convergence_step(steps, relative, smoothed, spec)
         approach = steps <= step
         monotonicity = -spearman(steps[approach], smoothed[approach]) if approach.sum() >= 3 else np.nan
-        rows.append((question, arm, seed, layer, step, converged, early, monotonicity))
+        rows.append((question, arm, seed, layer, float(step), converged, early, monotonicity, False, -1))
     columns = [
         "question",
         "arm",
@@ -174,8 +264,12 @@ def layer_convergence(changes: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame
         "converged",
         "early_change",
         "monotonicity",
+        "diverged",
+        "diverged_step",
     ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).astype(
+        {"convergence_step": "float64", "converged": "bool", "diverged": "bool", "diverged_step": "int64"}
+    )
 
 
 def regularization_seed_measures(
@@ -198,7 +292,8 @@ def regularization_seed_measures(
         near_zero_fraction=("near_zero", "mean"), traced_abs_weight=("value", lambda v: v.abs().mean())
     )
     derived = pd.concat([magnitude, sparsity], axis=1).reset_index()
-    return measures.merge(derived, on=keys, how="left")
+    measures = measures.merge(derived, on=keys, how="left")
+    return _exclude_diverged(measures, ["mean_abs_weight", "near_zero_fraction", "traced_abs_weight"])
 
 
 def measure_question_job(
@@ -215,7 +310,9 @@ def measure_question_job(
             results = {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
         elif question == "layers":
             changes = layer_changes(tables["weights"], spec)
-            results = {"changes": changes, "measures": layer_convergence(changes, spec)}
+            # The rule may also hand over the metrics table: its diverged_step is exact, the weights' is not.
+            convergence = layer_convergence(changes, spec, tables.get("metrics"))
+            results = {"changes": changes, "measures": convergence}
         elif question == "regularization":
             measures = regularization_seed_measures(
                 tables["metrics"], tables["weights"], tables["units"], spec
@@ -226,3 +323,13 @@ def measure_question_job(
         for name, frame in results.items():
             write_parquet_atomic(frame, outputs[name])
             log.info("wrote %s: %d rows", outputs[name], len(frame))
+        diverged = results["measures"].drop_duplicates(["arm", "seed"])
+        diverged = diverged[diverged["diverged"]]
+        for row in diverged.itertuples():
+            log.warning(
+                "%s/%s seed %d diverged at step %d: chance accuracy from there on, other measures NaN",
+                question,
+                row.arm,
+                row.seed,
+                row.diverged_step,
+            )

@@ -4,6 +4,10 @@ Each claim is measured on per-seed tables (dlatoms.analysis), summarised by a bo
 (arms of a question share seeds, so comparisons are paired per seed) and decided by the rule written next
 to it. Verdicts: supported, contradicted, inconclusive, or not_measured when an arm the claim needs is
 absent from this run (e.g. a smoke config with fewer arms).
+
+Diverged runs (see dlatoms.analysis) count as chance accuracy from their divergence step on and have NaN
+weight, unit and convergence measures, which the intervals leave out (their n_seeds drops). Every claim
+names the arms it compares, and its detail lists their diverged runs, so no run disappears silently.
 """
 
 from __future__ import annotations
@@ -65,11 +69,12 @@ class Context:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A claim's statistic (mean over seeds), its interval, the verdict, and why."""
+    """A claim's statistic (mean over seeds), its interval, the verdict, why, and the arms it compared."""
 
     interval: Interval
     verdict: str
     detail: str
+    arms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,8 @@ def _xavier_best(context: Context) -> Outcome:
     missing = [a for a in REFERENCE_INIT_ARMS if a not in others]
     if missing:
         detail += f". Not in this run: {', '.join(missing)}"
-    return Outcome(diffs[closest], verdict, f"Closest: {closest}. {detail}.{_few_seeds(diffs[closest])}")
+    detail = f"Closest: {closest}. {detail}.{_few_seeds(diffs[closest])}"
+    return Outcome(diffs[closest], verdict, detail, ("xavier", *others, *extra))
 
 
 def _trains(context: Context, table: pd.DataFrame, arm: str, name: str) -> Interval:
@@ -183,7 +189,7 @@ def _small_normal_below_xavier(context: Context) -> Outcome:
         f"N(0, 0.01) final test accuracy minus (chance + margin): {trains.text()}; Xavier minus N(0, 0.01) "
         f"in learning-curve accuracy: {gap.text()}, in final accuracy: {final_gap.text()}."
     )
-    return Outcome(gap, verdict, detail + _few_seeds(gap))
+    return Outcome(gap, verdict, detail + _few_seeds(gap), ("xavier", "normal_0.01"))
 
 
 def _large_normal_slower(context: Context) -> Outcome:
@@ -192,7 +198,7 @@ def _large_normal_slower(context: Context) -> Outcome:
     gap = _paired(context, table, "curve_accuracy", "xavier", "normal_1", "1c/gap")
     final_gap = _paired(context, table, "final_accuracy", "xavier", "normal_1", "1c/final")
     detail = f"Xavier minus N(0, 1): learning-curve accuracy {gap.text()}; final accuracy {final_gap.text()}."
-    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap))
+    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap), ("xavier", "normal_1"))
 
 
 def _zeros_trains(context: Context) -> Outcome:
@@ -201,7 +207,7 @@ def _zeros_trains(context: Context) -> Outcome:
     trains = _trains(context, table, "zeros", "1d")
     raw = context.interval(_arm_values(table, "zeros", "final_accuracy"), "1d/raw")
     detail = f"Constant 0 final test accuracy: {raw.text()}."
-    return Outcome(trains, _decide_above(trains), detail + _few_seeds(trains))
+    return Outcome(trains, _decide_above(trains), detail + _few_seeds(trains), ("zeros",))
 
 
 def _ones_fails(context: Context) -> Outcome:
@@ -210,7 +216,8 @@ def _ones_fails(context: Context) -> Outcome:
     trains = _trains(context, table, "ones", "1e")
     verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(_decide_above(trains), INCONCLUSIVE)
     raw = context.interval(_arm_values(table, "ones", "final_accuracy"), "1e/raw")
-    return Outcome(trains, verdict, f"Constant 1 final test accuracy: {raw.text()}.{_few_seeds(trains)}")
+    detail = f"Constant 1 final test accuracy: {raw.text()}.{_few_seeds(trains)}"
+    return Outcome(trains, verdict, detail, ("ones",))
 
 
 def _zeros_stays_symmetric(context: Context) -> Outcome:
@@ -229,7 +236,7 @@ def _zeros_stays_symmetric(context: Context) -> Outcome:
         f"Seeds whose hidden layers stayed exact copies of one unit throughout: {len(exact)}, final test "
         f"accuracy {accuracy.text()}: a width-1 sigmoid network separates two Gaussians, no noise needed."
     )
-    return Outcome(statistic, verdict, detail + _few_seeds(statistic))
+    return Outcome(statistic, verdict, detail + _few_seeds(statistic), ("zeros",))
 
 
 def _ones_saturates(context: Context) -> Outcome:
@@ -252,7 +259,7 @@ def _ones_saturates(context: Context) -> Outcome:
         f"{zeros.text()}; both keep one distinct unit per layer, so saturation (gradient factor "
         f"sigma' < m(1 - m)) is what separates the arm that trains from the one that does not."
     )
-    return Outcome(gap, verdict, detail + _few_seeds(gap))
+    return Outcome(gap, verdict, detail + _few_seeds(gap), ("ones", "zeros"))
 
 
 # ---------------------------------------------------------------------------------------------- question 2
@@ -262,6 +269,8 @@ def _order_agreement(convergence: pd.DataFrame) -> pd.Series:
     """Per seed: rank correlation of layer index with convergence speed (+1 = every later layer sooner)."""
     values = {}
     for seed, group in convergence.groupby("seed"):
+        if group["convergence_step"].isna().any():
+            continue  # a diverged run has no convergence steps (listed in the claim's detail)
         rho = spearman(group["layer"].to_numpy(), group["convergence_step"].to_numpy())
         values[seed] = 0.0 if np.isnan(rho) else -rho  # all layers at the same step: no order
     return pd.Series(values, dtype=np.float64)
@@ -279,7 +288,7 @@ def _later_layers_faster(context: Context) -> Outcome:
     if len(layers) < 2:
         raise Missing("fewer than two traced layers")
     agreement = context.interval(_order_agreement(table).to_numpy(), "2a")
-    steps = table.pivot_table(index="seed", columns="layer", values="convergence_step")
+    steps = table.pivot_table(index="seed", columns="layer", values="convergence_step", dropna=False)
     adjacent = {
         (a, b): context.interval((steps[a] - steps[b]).dropna().to_numpy(), f"2a/{a}-{b}")
         for a, b in zip(layers[:-1], layers[1:], strict=True)
@@ -298,13 +307,13 @@ def _later_layers_faster(context: Context) -> Outcome:
         for layer in layers
     )
     pairs = "; ".join(f"{a} minus {b}: {d.text(0)}" for (a, b), d in adjacent.items())
-    censored = int((~table["converged"]).sum())
+    censored = int((~table["converged"] & table["convergence_step"].notna()).sum())
     detail = (
         f"Convergence step per layer: {per_layer}. Earlier minus later layer: {pairs}."
         + (f" Clearly reversed: {reversed_pairs}." if reversed_pairs else "")
         + (f" {censored} layer-run(s) never settled (counted at the last step)." if censored else "")
     )
-    return Outcome(agreement, verdict, detail + _few_seeds(agreement))
+    return Outcome(agreement, verdict, detail + _few_seeds(agreement), tuple(table["arm"].unique()))
 
 
 def _last_layer_monotone(context: Context) -> Outcome:
@@ -313,14 +322,14 @@ def _last_layer_monotone(context: Context) -> Outcome:
     if len(layers) < 2:
         raise Missing("fewer than two traced layers")
     first, last = layers[0], layers[-1]
-    wide = table.pivot_table(index="seed", columns="layer", values="monotonicity")
+    wide = table.pivot_table(index="seed", columns="layer", values="monotonicity", dropna=False)
     gap = context.interval((wide[last] - wide[first]).dropna().to_numpy(), "2b")
     per_layer = "; ".join(
         f"layer {layer}: {context.interval(wide[layer].dropna().to_numpy(), f'2b/{layer}').text(2)}"
         for layer in layers
     )
     detail = f"Monotonicity of the change on the way to convergence per layer: {per_layer}."
-    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap))
+    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap), tuple(table["arm"].unique()))
 
 
 # ---------------------------------------------------------------------------------------------- question 3
@@ -349,7 +358,8 @@ def _baseline(table: pd.DataFrame, penalty: str) -> str:
 
 
 def _relative_shrinkage(context: Context, table: pd.DataFrame, arm: str, base: str, name: str) -> Interval:
-    wide = table.pivot_table(index="seed", columns="arm", values="mean_abs_weight")
+    # dropna=False: an arm whose every run diverged keeps its (NaN) column.
+    wide = table.pivot_table(index="seed", columns="arm", values="mean_abs_weight", dropna=False)
     return context.interval((1.0 - wide[arm] / wide[base]).dropna().to_numpy(), name)
 
 
@@ -362,7 +372,8 @@ def _regularization_shrinks(context: Context) -> Outcome:
     for arm, penalty in penalized.groupby("arm")["penalty"].first().items():
         base = _baseline(table, penalty)
         results[arm] = (base, _relative_shrinkage(context, table, arm, base, f"3a/{arm}"))
-    weakest = min(results, key=lambda a: results[a][1].estimate)
+    # An arm left without a measure (all its runs diverged) is the weakest evidence of all.
+    weakest = min(results, key=lambda a: (not np.isnan(results[a][1].estimate), results[a][1].estimate))
     intervals = [i for _, i in results.values()]
     if all(i.above for i in intervals):
         verdict = SUPPORTED
@@ -374,7 +385,8 @@ def _regularization_shrinks(context: Context) -> Outcome:
         f"{arm} vs {base}: {i.text()}" for arm, (base, i) in sorted(results.items())
     )
     interval = results[weakest][1]
-    return Outcome(interval, verdict, f"Smallest: {weakest}. {detail}.{_few_seeds(interval)}")
+    arms = tuple(sorted({a for arm, (base, _) in results.items() for a in (arm, base)}))
+    return Outcome(interval, verdict, f"Smallest: {weakest}. {detail}.{_few_seeds(interval)}", arms)
 
 
 def _sparse(context: Context, table: pd.DataFrame, arm: str, name: str) -> Interval:
@@ -395,7 +407,7 @@ def _strong_l1_sparse(context: Context) -> Outcome:
         f"Share of traced first-layer weights with |w| < {threshold:g} at the last step: {strong} "
         f"{raw.text()}, unregularized {base} {base_raw.text()}."
     )
-    return Outcome(sparse, _decide_above(sparse), detail + _few_seeds(sparse))
+    return Outcome(sparse, _decide_above(sparse), detail + _few_seeds(sparse), (strong, base))
 
 
 def _l2_shrinks_not_sparse(context: Context) -> Outcome:
@@ -418,7 +430,7 @@ def _l2_shrinks_not_sparse(context: Context) -> Outcome:
         f"|w| < {context.analysis.sparsity_threshold:g}: {raw.text()} (sparse above "
         f"{context.analysis.sparse_fraction:g})."
     )
-    return Outcome(shrink, verdict, detail + _few_seeds(shrink))
+    return Outcome(shrink, verdict, detail + _few_seeds(shrink), (strong, base))
 
 
 def _l1_costs_accuracy(context: Context) -> Outcome:
@@ -445,14 +457,14 @@ def _l1_costs_accuracy(context: Context) -> Outcome:
         f"Final test accuracy, {base} minus {strong_l1}: {cost.text()}; {strong_l2} minus {strong_l1}: "
         f"{l2_better.text()}; {base} minus {strong_l2}: {l2_cost.text()}."
     )
-    return Outcome(cost, verdict, detail + _few_seeds(cost))
+    return Outcome(cost, verdict, detail + _few_seeds(cost), (base, strong_l1, strong_l2))
 
 
 # ---------------------------------------------------------------------------------------------- the claims
 
 LEARNING_CURVE = (
     "learning-curve accuracy = mean test accuracy over the evaluations after step 0 (normalised area under "
-    "the curve; rewards training fast and well); diverged runs score chance"
+    "the curve; rewards training fast and well); a diverged run scores chance from its divergence step on"
 )
 TRAINS = "an arm trains when its final test accuracy minus (chance_accuracy + trained_margin) is above 0"
 
@@ -603,6 +615,25 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+def diverged_note(table: pd.DataFrame | None, arms: tuple[str, ...]) -> str:
+    """The diverged runs of `arms` in a measures table, and how the claim counted them ("" when none)."""
+    if table is None or "diverged" not in table.columns or not arms:
+        return ""
+    runs = table[table["arm"].isin(arms)].drop_duplicates(["arm", "seed"])
+    diverged = runs[runs["diverged"].astype(bool)]
+    if diverged.empty:
+        return ""
+    parts = []
+    for arm in (a for a in dict.fromkeys(arms) if a in set(diverged["arm"])):
+        mine = diverged[diverged["arm"] == arm].sort_values("seed")
+        steps = ", ".join(f"seed {r.seed} at step {r.diverged_step}" for r in mine.itertuples())
+        parts.append(f"{arm} {len(mine)} of {int((runs['arm'] == arm).sum())} ({steps})")
+    return (
+        f" Diverged runs: {'; '.join(parts)}. A diverged run counts as chance accuracy from its divergence "
+        "step on; its weight, unit and convergence measures are left out of the intervals."
+    )
+
+
 def evaluate_claims(
     measures: Measures, analysis: AnalysisSpec, bootstrap: BootstrapSpec, claims=CLAIMS
 ) -> pd.DataFrame:
@@ -614,6 +645,7 @@ def evaluate_claims(
             outcome = claim.evaluate(context)
         except Missing as reason:
             outcome = not_measured(f"Not measured: {reason}.")
+        detail = outcome.detail + diverged_note(getattr(measures, claim.question), outcome.arms)
         if outcome.verdict not in VERDICTS:
             raise ValueError(f"claim {claim.claim_id} returned unknown verdict {outcome.verdict!r}")
         rows.append(
@@ -629,7 +661,7 @@ def evaluate_claims(
                 "reference_conclusion": claim.reference_conclusion,
                 "measure": claim.measure,
                 "rule": claim.rule,
-                "detail": outcome.detail,
+                "detail": detail,
             }
         )
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS).astype({"n_seeds": "int64"})
