@@ -1,4 +1,10 @@
-"""Seaborn figures of questions 1-3: one function per figure, one style for all, written as PNG and SVG."""
+"""Seaborn figures of questions 1-3: one function per figure, one style for all, written as PNG and SVG.
+
+Diverged runs: their recorded numbers are NaN from the divergence step on, so a mean line and band cover
+the runs that have not diverged at that step and an arm's line ends where its last run diverged. Figures
+over steps mark each divergence with an x on the step axis and count diverged runs in the legend and
+title; figures of per-seed measures say how many runs they leave out.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from dlatoms.analysis import hidden_units, recorded_divergence, run_divergence  # noqa: E402
 from dlatoms.io import atomic_write  # noqa: E402
 from dlatoms.stats import BootstrapSpec, bootstrap_bands, bootstrap_mean  # noqa: E402
 
@@ -105,8 +112,47 @@ def _band_lines(ax, bands: pd.DataFrame, hue: str, order: list, colors: dict, la
             color=color,
             label=label(level),
             linestyle="--" if level in dashed else "-",
+            marker="o" if len(part) == 1 else None,  # a line that ends at its first point (diverged)
             errorbar=None,
         )
+
+
+def _diverged_by(runs: pd.DataFrame, key: str) -> dict:
+    """key level -> (diverged runs, runs) of a per-run divergence table (see dlatoms.analysis)."""
+    grouped = runs.groupby(key, sort=False, observed=True)["diverged"]
+    return {level: (int(group.sum()), len(group)) for level, group in grouped}
+
+
+def _with_diverged(name: str, counts: tuple[int, int]) -> str:
+    diverged, total = counts
+    return f"{name} ({diverged}/{total} diverged)" if diverged else name
+
+
+def _mark_divergence(ax, runs: pd.DataFrame, colors: dict, key: str) -> None:
+    """An x on the step axis at each diverged run's divergence step, in its level's colour."""
+    for level, part in runs[runs["diverged"]].groupby(key, sort=False, observed=True):
+        ax.scatter(
+            part["diverged_step"].to_numpy(),
+            np.zeros(len(part)),
+            transform=ax.get_xaxis_transform(),  # x in steps, y at the bottom of the panel
+            marker="x",
+            s=36,
+            color=colors[level],
+            clip_on=False,
+            zorder=5,
+        )
+
+
+def _divergence_title(runs: pd.DataFrame, where: str = "x") -> str:
+    """Title line counting diverged runs ("" when none); `where` says what the x marks stand for."""
+    diverged = int(runs["diverged"].sum())
+    if not diverged:
+        return ""
+    return f"\n{diverged} of {len(runs)} runs diverged ({where}); lines leave them out from there"
+
+
+# Tables without the metrics' exact divergence step mark the first record that is NaN instead.
+FIRST_NAN = "x: first record after it"
 
 
 def _arm_order(frame: pd.DataFrame) -> list[str]:
@@ -131,24 +177,36 @@ def init_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     metrics = tables["metrics"]
     test = metrics[metrics["split"] == "test"]
     arms = _arm_order(test)
+    runs = run_divergence(test)
+    counts = _diverged_by(runs, "arm")
     bands = bootstrap_bands(test, ["arm", "step"], "accuracy", settings.bands, "init_accuracy")
     fig, axes = panel_grid(1, 1, settings, legend=True)
     ax = axes[0, 0]
     dashed = [a for a in arms if a not in REFERENCE_INIT_ARMS]
-    _band_lines(ax, bands, "arm", arms, arm_colors(arms, settings), dashed=dashed)
+    colors = arm_colors(arms, settings)
+    _band_lines(ax, bands, "arm", arms, colors, label=lambda a: _with_diverged(a, counts[a]), dashed=dashed)
+    _mark_divergence(ax, runs, colors, "arm")
     ax.set(xlabel=STEP_LABEL, ylabel="test accuracy (fraction correct)", ylim=(0, 1.02))
-    fig.suptitle(f"Test accuracy: mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    fig.suptitle(
+        f"Test accuracy: mean and {settings.percent} band over {test['seed'].nunique()} seeds"
+        + _divergence_title(runs)
+    )
     _legend_right(fig, ax, "initializer\n(dashed: beyond\nthe reference)")
     return fig
 
 
 def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q1: distinct hidden units and saturated sigmoid outputs vs step, per hidden layer and initializer."""
-    units = tables["units"]
-    hidden = units[units["distinct_units"].notna()]
+    hidden = hidden_units(tables["units"])
     arms = _arm_order(hidden)
     layers = sorted(hidden["layer"].unique())
     colors = arm_colors(arms, settings)
+    runs = recorded_divergence(hidden, "distinct_units")
+    counts = _diverged_by(runs, "arm")
+
+    def label(arm: str) -> str:
+        return _with_diverged(arm, counts[arm])
+
     fig, axes = panel_grid(2, len(layers), settings, legend=True, sharex=True)
     rows = [
         ("distinct_units", "distinct units (count)"),
@@ -160,7 +218,8 @@ def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
         )
         for c, layer in enumerate(layers):
             ax = axes[r, c]
-            _band_lines(ax, bands[bands["layer"] == layer], "arm", arms, colors)
+            _band_lines(ax, bands[bands["layer"] == layer], "arm", arms, colors, label=label)
+            _mark_divergence(ax, runs, colors, "arm")
             ax.set(xlabel=STEP_LABEL if r == 1 else "", ylabel=ylabel if c == 0 else "")
             if column == "distinct_units":
                 ax.set_yscale("log")
@@ -170,6 +229,9 @@ def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
             else:
                 ax.set_ylim(-0.02, 1.02)
     _legend_right(fig, axes[0, 0], "initializer")
+    title = _divergence_title(runs, FIRST_NAN).strip()
+    if title:
+        fig.suptitle(title)
     return fig
 
 
@@ -185,8 +247,19 @@ def _trace_seed(frame: pd.DataFrame, settings: FigureSettings) -> int:
 
 
 def _draw_traces(ax, traces: pd.DataFrame, color) -> None:
-    wide = traces.pivot_table(index="step", columns="index", values="value", aggfunc="first").sort_index()
+    # dropna=False: a diverged run's NaN snapshots stay, so its lines end there (and nothing is empty).
+    wide = traces.pivot_table(
+        index="step", columns="index", values="value", aggfunc="first", dropna=False
+    ).sort_index()
     ax.plot(wide.index.to_numpy(), wide.to_numpy(), color=color, linewidth=0.7, alpha=0.6)
+
+
+def _seed_divergence(runs: pd.DataFrame) -> str:
+    """Title note for one run whose traces are drawn: where its numbers end, if they do."""
+    diverged = runs[runs["diverged"]]
+    if diverged.empty:
+        return ""
+    return f" (diverged: traces end by step {int(diverged['diverged_step'].min())})"
 
 
 def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
@@ -195,6 +268,7 @@ def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     weights = weights[weights["arm"] == _arm_order(weights)[0]]
     seed = _trace_seed(weights, settings)
     weights = weights[weights["seed"] == seed]
+    runs = recorded_divergence(weights, "value")
     layers = sorted(weights["layer"].unique())
     colors = sns.color_palette(settings.palette, len(layers))
     cols = min(2, len(layers))
@@ -211,7 +285,7 @@ def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
         ax.set_title(f"layer {layer}: {part['index'].nunique()} traced weights")
     for ax in axes.flat[len(layers) :]:
         ax.set_visible(False)
-    fig.suptitle(f"Traced weights per layer, seed {seed}")
+    fig.suptitle(f"Traced weights per layer, seed {seed}{_seed_divergence(runs)}")
     return fig
 
 
@@ -220,6 +294,7 @@ def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     changes = tables["changes"]
     changes = changes[changes["arm"] == _arm_order(changes)[0]]
     seed = _trace_seed(changes, settings)
+    runs = recorded_divergence(changes, "change")
     layers = sorted(changes["layer"].unique())
     colors = dict(zip(layers, sns.color_palette(settings.palette, len(layers)), strict=True))
     fig, axes = panel_grid(1, 2, settings, legend=True)
@@ -230,7 +305,11 @@ def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
             part["step"], part["change"], color=colors[layer], linewidth=0.8, label=f"layer {layer}"
         )
     axes[0, 0].set(xlabel=STEP_LABEL, ylabel="‖Δw‖ (unitless)", yscale="log")
-    axes[0, 0].set_title(f"Change between snapshots (reference), seed {seed}", fontsize="medium")
+    note = _seed_divergence(runs[runs["seed"] == seed]).strip()
+    axes[0, 0].set_title(
+        f"Change between snapshots (reference), seed {seed}" + (f"\n{note}" if note else ""),
+        fontsize="medium",
+    )
     bands = bootstrap_bands(changes, ["layer", "step"], "smoothed_change", settings.bands, "layers_change")
     _band_lines(axes[0, 1], bands, "layer", layers, colors, label=lambda layer: f"layer {layer}")
     axes[0, 1].set(xlabel=STEP_LABEL, ylabel="‖Δw‖ / ‖w‖ (ratio)", yscale="log")
@@ -239,6 +318,9 @@ def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
         fontsize="medium",
     )
     _legend_right(fig, axes[0, 1], "weight layer")
+    if runs["diverged"].any():
+        _mark_divergence(axes[0, 1], runs.assign(level=0), {0: "black"}, "level")
+        fig.suptitle(_divergence_title(runs, FIRST_NAN).strip())
     return fig
 
 
@@ -258,6 +340,8 @@ def _points_with_intervals(
         interval = bootstrap_mean(
             frame.loc[frame[x] == level, y].to_numpy(), settings.bands, f"{name}/{level}"
         )
+        if interval.n_seeds == 0:
+            continue  # every run of this level diverged: nothing to summarise
         ax.errorbar(
             position + 0.2,
             interval.estimate,
@@ -266,6 +350,13 @@ def _points_with_intervals(
             color="black",
             capsize=4,
         )
+
+
+def _left_out(measures: pd.DataFrame, how: str) -> str:
+    """Title note on the diverged runs of a per-seed measures table ("" when none)."""
+    runs = measures.drop_duplicates(["arm", "seed"])
+    diverged = int(runs["diverged"].sum()) if "diverged" in runs.columns else 0
+    return f"\n{diverged} of {len(runs)} runs diverged: {how}" if diverged else ""
 
 
 def layers_convergence(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
@@ -279,7 +370,9 @@ def layers_convergence(tables: Mapping[str, pd.DataFrame], settings: FigureSetti
     _points_with_intervals(axes[0, 1], measures, "layer", "monotonicity", settings, "monotonicity")
     axes[0, 1].set(xlabel="weight layer", ylabel="monotonicity (−1 to 1)", ylim=(-1.05, 1.05))
     axes[0, 1].set_title("How steadily the change falls")
-    fig.suptitle(f"Per seed (dots); mean and {settings.percent} interval (black)")
+    fig.suptitle(
+        f"Per seed (dots); mean and {settings.percent} interval (black)" + _left_out(measures, "left out")
+    )
     return fig
 
 
@@ -318,7 +411,12 @@ def regularization_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSe
                 continue
             ax.axhspan(-settings.sparsity_threshold, settings.sparsity_threshold, color="0.6", alpha=0.35)
             _draw_traces(ax, weights[weights["arm"] == match["arm"].iloc[0]], colors[penalty])
-    fig.suptitle(f"Traced first-layer weights, seed {seed}; grey: |w| < {settings.sparsity_threshold:g}")
+    diverged = recorded_divergence(weights, "value")
+    diverged = diverged[diverged["diverged"]]
+    note = f"\ndiverged (traces end there): {', '.join(diverged['arm'])}" if len(diverged) else ""
+    fig.suptitle(
+        f"Traced first-layer weights, seed {seed}; grey: |w| < {settings.sparsity_threshold:g}{note}"
+    )
     return fig
 
 
@@ -330,14 +428,24 @@ def regularization_accuracy(tables: Mapping[str, pd.DataFrame], settings: Figure
     penalties, strengths = _penalty_grid(arms)
     colors = dict(zip(strengths, sns.color_palette(settings.palette, len(strengths)), strict=True))
     bands = bootstrap_bands(test, ["penalty", "strength", "step"], "accuracy", settings.bands, "reg_accuracy")
+    runs = run_divergence(test).merge(arms, on="arm")
     fig, axes = panel_grid(1, len(penalties), settings, legend=True, sharey=True)
     for ax, penalty in zip(axes[0], penalties, strict=True):
         part = bands[bands["penalty"] == penalty]
         _band_lines(ax, part, "strength", strengths, colors, label=lambda s: f"{s:g}")
+        _mark_divergence(ax, runs[runs["penalty"] == penalty], colors, "strength")
         ax.set(xlabel=STEP_LABEL, ylabel="test accuracy (fraction correct)", ylim=(0, 1.02))
-        ax.set_title(f"{penalty.upper()} penalty")
+        counts = _diverged_by(runs[runs["penalty"] == penalty], "strength")
+        diverged = {s: c for s, c in counts.items() if c[0]}
+        ax.set_title(
+            f"{penalty.upper()} penalty"
+            + "".join(f"\nstrength {s:g}: {d}/{n} diverged" for s, (d, n) in diverged.items())
+        )
     _legend_right(fig, axes[0, 0], "strength")
-    fig.suptitle(f"Test accuracy, mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    fig.suptitle(
+        f"Test accuracy, mean and {settings.percent} band over {test['seed'].nunique()} seeds"
+        + _divergence_title(runs)
+    )
     return fig
 
 
@@ -371,6 +479,8 @@ def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureS
                 interval = bootstrap_mean(
                     values, settings.bands, f"reg_summary/{column}/{penalty}/{strength}"
                 )
+                if interval.n_seeds == 0:
+                    continue  # every run of this arm diverged: nothing to summarise
                 ax.errorbar(
                     x,
                     interval.estimate,
@@ -389,7 +499,10 @@ def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureS
         for p in penalties
     ]
     fig.legend(handles=handles, title="penalty", loc="outside right center")
-    fig.suptitle(f"Per seed (dots); mean and {settings.percent} interval over seeds")
+    fig.suptitle(
+        f"Per seed (dots); mean and {settings.percent} interval over seeds"
+        + _left_out(measures, "chance final accuracy, left out of the weight panels")
+    )
     return fig
 
 
