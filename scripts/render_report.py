@@ -3,6 +3,7 @@ from dlatoms.report import render_report_job
 render_report_job(
     claims=[snakemake.input.claims, snakemake.input.finetune_claims],  # noqa: F821
     summaries=snakemake.input.summaries,  # noqa: F821
+    metrics=dict(zip(snakemake.params.questions, snakemake.input.metrics, strict=True)),  # noqa: F821
     figures=dict(zip(snakemake.params.figure_names, snakemake.input.figures, strict=True)),  # noqa: F821
     benchmarks=list(snakemake.input.benchmarks),  # noqa: F821
     settings=dict(snakemake.params.settings),  # noqa: F821

@@ -24,6 +24,7 @@ from dlatoms.claims import CLAIM_COLUMNS, CLAIMS, VERDICTS, compute_claims_job
 from dlatoms.figures import FIGURES
 from dlatoms.finetune_report import FIGURE_TITLES as FINETUNE_FIGURES
 from dlatoms.finetune_report import scenario_table
+from dlatoms.report import diverged_section
 
 # The report and what it is built from (questions 1-3); other questions' jobs stay out of this test.
 # (the target first: --configfile would swallow it as a second config file)
@@ -225,3 +226,13 @@ def test_standard_snakemake_report_builds(workdir):
     for name in FIGURES:
         assert f"{name}.png" in html
     assert "index.html" in html and "claims.tsv" in html
+
+
+def test_report_lists_diverged_runs(workdir):
+    html = (workdir / "results/report/index.html").read_text(encoding="utf-8")
+    assert "<h2 id='diverged'>Diverged runs</h2><p>None" in html  # the smoke config diverges nowhere
+    diverged = pd.DataFrame({"question": ["init"], "arm": ["diverge"], "seed": [2], "diverged_step": [13]})
+    section = diverged_section(diverged)
+    assert "1 training run(s) diverged" in section
+    assert re.search(r"<td>init</td><td><code>diverge</code></td><td class=\"num\">2</td>"
+                     r"<td class=\"num\">13</td>", section), section  # fmt: skip

@@ -103,9 +103,8 @@ class ReportInputs:
     benchmarks: Sequence[str]
     settings: Mapping  # config values used: data, diagnostics, questions, analysis, figures, finetune
     finetune_summary: pd.DataFrame | None = None  # question 4: per (scenario, strategy) mean and interval
-    finetune_source: pd.DataFrame | None = (
-        None  # question 4: the source pretraining curve, when pretrained here
-    )
+    finetune_source: pd.DataFrame | None = None  # question 4: the source pretraining curve
+    diverged: pd.DataFrame | None = None  # questions 1-3: one row per diverged run (analysis.diverged_runs)
 
 
 def esc(value) -> str:
@@ -361,6 +360,25 @@ def question_times(benchmarks: pd.DataFrame, question: str, section: Mapping) ->
     )
 
 
+def diverged_section(diverged: pd.DataFrame | None) -> str:
+    """Which training runs diverged (loss NaN/inf), at which step, and how the analysis counts them."""
+    if diverged is None:
+        return ""
+    if diverged.empty:
+        return "<h2 id='diverged'>Diverged runs</h2><p>None: every training run kept a finite loss.</p>"
+    rows = [
+        [esc(r.question), f"<code>{esc(r.arm)}</code>", esc(r.seed), esc(r.diverged_step)]
+        for r in diverged.itertuples()
+    ]
+    return (
+        f"<h2 id='diverged'>Diverged runs</h2><p class='note'>{len(diverged)} training run(s) diverged "
+        "(the loss became NaN or infinite). Their recorded values are NaN from that step on; accuracy "
+        "measures count them at chance accuracy from the step they diverged, other measures leave them out "
+        "(fewer seeds), and each claim's detail names the diverged runs of the arms it compares.</p>"
+        + html_table(["question", "arm", "seed", "diverged at step"], rows, numeric=(2, 3))
+    )
+
+
 def render_report(inputs: ReportInputs) -> str:
     """The whole report as one HTML string."""
     claims, settings = inputs.claims, inputs.settings
@@ -384,6 +402,7 @@ def render_report(inputs: ReportInputs) -> str:
         f"seeds with a bootstrap interval and decided by a written rule. Verdicts: {overview}.</p>",
         "<h2 id='claims'>Claims</h2>",
         claims_table(claims, full=False),
+        diverged_section(inputs.diverged),
         "<h2 id='data'>Data (questions 1–3)</h2>",
         "<p>Two-class mixture of Gaussians with shared covariance CᵀC, C = s·U(0,1)<sup>d×d</sup>; a fresh "
         f"data set per seed. Class-1 mean separation: {esc(separation_text)}.</p>",
@@ -445,13 +464,20 @@ def render_report_job(
     settings: Mapping,
     output: str,
     log_path: str,
+    metrics: Mapping[str, str] | None = None,
     finetune_summary: str | None = None,
     finetune_source: str | None = None,
 ) -> None:
     """Rule entry point: render results/report/index.html from the claims tables of every question."""
+    from dlatoms.analysis import diverged_runs
     from dlatoms.jobs import job_logging
 
     with job_logging(log_path):
+        diverged = None
+        if metrics:
+            diverged = diverged_runs({q: pd.read_parquet(path) for q, path in metrics.items()})
+            if len(diverged):
+                log.warning("%d diverged run(s) listed in the report", len(diverged))
         inputs = ReportInputs(
             claims=pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True),
             summaries=pd.read_parquet(summaries),
@@ -460,6 +486,7 @@ def render_report_job(
             settings=settings,
             finetune_summary=pd.read_parquet(finetune_summary) if finetune_summary else None,
             finetune_source=pd.read_parquet(finetune_source) if finetune_source else None,
+            diverged=diverged,
         )
         text = render_report(inputs)
         write_text_atomic(text, output)

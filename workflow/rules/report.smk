@@ -47,20 +47,21 @@ REPORT_SETTINGS = {
     "finetune": config["finetune"],
 }
 
-
-def report_finetune_source(wildcards):
-    """Question 4's pretraining curve, when the pipeline pretrains its own source model."""
-    if FINETUNE_PRETRAINS:
-        return {"finetune_source": "results/tables/finetune_source.parquet"}
-    return {}
+# Question 4's pretraining curve, when the pipeline pretrains its own source model.
+REPORT_FINETUNE_SOURCE = (
+    {"finetune_source": "results/tables/finetune_source.parquet"}
+    if FINETUNE_PRETRAINS
+    else {}
+)
 
 
 rule render_report:
     input:
-        unpack(report_finetune_source),
+        **REPORT_FINETUNE_SOURCE,
         claims="results/tables/claims.parquet",
         finetune_claims="results/tables/finetune_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
+        metrics=expand("results/tables/{question}_metrics.parquet", question=QUESTIONS),
         finetune_summary="results/tables/finetune_summary.parquet",
         figures=expand(
             "results/figures/{name}.png", name=FIGURE_NAMES + FINETUNE_FIGURE_NAMES
@@ -77,6 +78,7 @@ rule render_report:
     localrule: True
     params:
         figure_names=FIGURE_NAMES + FINETUNE_FIGURE_NAMES,
+        questions=QUESTIONS,
         settings=REPORT_SETTINGS,
     script:
         "../../scripts/render_report.py"
