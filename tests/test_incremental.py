@@ -1,0 +1,281 @@
+"""Incremental reruns: after a typical config edit a dry run plans exactly the affected jobs and their
+downstream, nothing else; the table of docs/incremental.md states the same, row by row.
+
+Every edit is applied to the smoke config of a finished smoke run (the session fixture) and dry-run there.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from workflow_helpers import ROOT, copy_workflow, planned_jobs, snakemake
+
+# Downstream of each question's training, as the DAG has it (every edit also plans `all`).
+INIT_DOWNSTREAM = {"aggregate_tables", "measure_init", "plot_init_accuracy", "plot_init_symmetry"}
+LAYERS_DOWNSTREAM = {
+    "aggregate_tables",
+    "measure_layers",
+    "plot_layers_traces",
+    "plot_layers_change",
+    "plot_layers_convergence",
+}
+REGULARIZATION_DOWNSTREAM = {
+    "aggregate_tables",
+    "measure_regularization",
+    "plot_regularization_traces",
+    "plot_regularization_accuracy",
+    "plot_regularization_summary",
+}
+CLAIMS_AND_REPORT = {"compute_claims", "render_report", "all"}
+FINETUNE_DOWNSTREAM = {
+    "aggregate_finetune_tables",
+    "compute_finetune_claims",
+    "plot_finetune_accuracy",
+    "plot_finetune_curves",
+    "plot_finetune_stage_probes",
+    "render_report",
+    "all",
+}
+STYLE_RULES = {
+    "plot_init_accuracy",
+    "plot_init_symmetry",
+    "plot_layers_traces",
+    "plot_layers_change",
+    "plot_layers_convergence",
+    "plot_regularization_traces",
+    "plot_regularization_accuracy",
+    "plot_regularization_summary",
+    "plot_finetune_accuracy",
+    "plot_finetune_curves",
+    "plot_finetune_stage_probes",
+    "render_report",
+    "all",
+}
+INIT_ARMS = ["xavier", "zeros", "ones", "normal_0.01", "normal_1"]
+SCENARIOS = [(s, z) for s in ("similar", "dissimilar") for z in ("small", "large")]
+FINETUNE_ARMS = ["probe_final", "finetune_all"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A config edit, the row of docs/incremental.md that describes it, and the jobs it must plan."""
+
+    name: str
+    row: str  # the first cell of its row in docs/incremental.md
+    apply: Callable[[dict], None]
+    rules: set[str]  # every rule the dry run plans
+    jobs: set[tuple[str, str]] = field(default_factory=set)  # (rule, wildcards) of the expensive jobs
+
+
+def init_arms(*arms: str) -> set[tuple[str, str]]:
+    return {("train_arm", f"question=init, arm={arm}") for arm in arms}
+
+
+def finetune_jobs(sizes=("small", "large"), similarities=("similar", "dissimilar")) -> set[tuple[str, str]]:
+    return {
+        ("train_finetune_arm", f"similarity={s}, size={z}, strategy={a}")
+        for s, z in SCENARIOS
+        for a in FINETUNE_ARMS
+        if z in sizes and s in similarities
+    } | {("probe_stages", f"similarity={s}") for s in similarities}
+
+
+def _append(path: list, item) -> Callable[[dict], None]:
+    def apply(config: dict) -> None:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]].append(item)
+
+    return apply
+
+
+def _set(path: list, value) -> Callable[[dict], None]:
+    def apply(config: dict) -> None:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return apply
+
+
+EDITS = [
+    Edit(
+        "add_q1_initializer",
+        "Add a question 1 initializer (arm)",
+        _append(["init", "arms"], {"name": "he", "init": {"name": "he_normal"}}),
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
+        init_arms("he"),
+    ),
+    Edit(
+        "change_q1_arm_std",
+        "Change one question 1 arm's std",
+        _set(["init", "arms", 3, "init", "std"], 0.02),
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
+        init_arms("normal_0.01"),
+    ),
+    Edit(
+        "change_q1_steps",
+        "Change question 1 `training.steps`",
+        _set(["init", "training", "steps"], 50),
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
+        init_arms(*INIT_ARMS),
+    ),
+    Edit(
+        "add_q3_strength",
+        "Add a question 3 strength (arm)",
+        _append(["regularization", "arms"], {"name": "l1_0.1", "penalty": {"name": "l1", "strength": 0.1}}),
+        {"train_arm"} | REGULARIZATION_DOWNSTREAM | CLAIMS_AND_REPORT,
+        {("train_arm", "question=regularization, arm=l1_0.1")},
+    ),
+    Edit(
+        "change_q2_hidden_sizes",
+        "Change question 2 `network.hidden_sizes`",
+        _set(["layers", "network", "hidden_sizes"], [8, 8, 4]),
+        {"train_arm"} | LAYERS_DOWNSTREAM | CLAIMS_AND_REPORT,
+        {("train_arm", "question=layers, arm=xavier")},
+    ),
+    Edit(
+        "add_q1_seed",
+        "Add a seed to question 1",
+        _append(["init", "seeds"], 3),
+        {"generate_dataset", "train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
+        {("generate_dataset", "seed=3")} | init_arms(*INIT_ARMS),
+    ),
+    Edit(
+        "change_figure_style",
+        "Change a figure style option (`figures.font_scale`)",
+        _set(["figures", "font_scale"], 1.1),
+        STYLE_RULES,
+    ),
+    Edit(
+        "change_verdict_threshold",
+        "Change a verdict threshold (`analysis.trained_margin`)",
+        _set(["analysis", "trained_margin"], 0.2),
+        {"compute_claims", "render_report", "all"},
+    ),
+    Edit(
+        "change_q4_small_size",
+        "Change the question 4 small-set size",
+        lambda config: config["finetune"]["sizes"][0].update(train_per_class=5),
+        {"train_finetune_arm", "probe_stages"} | FINETUNE_DOWNSTREAM,
+        finetune_jobs(sizes=("small",)),
+    ),
+    Edit(
+        "change_q4_model",
+        "Change the question 4 model name",
+        _set(["finetune", "model", "name"], "resnet10t"),
+        {"pretrain_source", "train_finetune_arm", "probe_stages"} | FINETUNE_DOWNSTREAM,
+        {("pretrain_source", "")} | finetune_jobs(),
+    ),
+]
+TRAINING_RULES = {"generate_dataset", "train_arm", "pretrain_source", "train_finetune_arm", "probe_stages"}
+
+
+@pytest.fixture(scope="module")
+def smoke_config(smoke_workdir) -> dict:
+    return yaml.safe_load((smoke_workdir / "config/smoke.yaml").read_text())
+
+
+def dry_run(workdir: Path, config: dict, tmp_path: Path, *args: str) -> list[tuple[str, str]]:
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run = snakemake(workdir, "--dry-run", *args, "--configfile", str(path))
+    assert run.returncode == 0, run.stdout[-3000:]
+    return planned_jobs(run.stdout)
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=[e.name for e in EDITS])
+def test_an_edit_plans_exactly_the_affected_jobs(smoke_workdir, smoke_config, tmp_path, edit):
+    config = copy.deepcopy(smoke_config)
+    edit.apply(config)
+    assert config != smoke_config
+    jobs = dry_run(smoke_workdir, config, tmp_path)
+    assert {rule for rule, _ in jobs} == edit.rules
+    assert {job for job in jobs if job[0] in TRAINING_RULES} == edit.jobs  # e.g. no other arm retrains
+    counts = Counter(rule for rule, _ in jobs)
+    assert all(n == 1 for rule, n in counts.items() if rule not in TRAINING_RULES), counts
+
+
+def test_reverting_an_edit_plans_nothing(smoke_workdir, smoke_config, tmp_path):
+    """The config as it was (through the same YAML round trip as the edits) finds every result current."""
+    assert dry_run(smoke_workdir, copy.deepcopy(smoke_config), tmp_path) == []
+
+
+def test_the_docs_table_lists_every_edit_with_its_rules():
+    text = (ROOT / "docs/incremental.md").read_text()
+    rows = {
+        cells[0]: cells[1]
+        for line in text.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) >= 2
+    }
+    for edit in EDITS:
+        assert edit.row in rows, f"docs/incremental.md has no row {edit.row!r}"
+        named = set(re.findall(r"`(\w+)`", rows[edit.row]))
+        assert edit.rules - {"all"} <= named | {"render_report"}, (edit.row, edit.rules - named)
+
+
+def test_forcerun_reruns_every_training_job_after_a_library_edit(smoke_workdir, smoke_config, tmp_path):
+    """Library code (src/dlatoms) is not tracked: nothing reruns by itself, `--forcerun <rule>` forces it."""
+    jobs = dry_run(smoke_workdir, copy.deepcopy(smoke_config), tmp_path, "--forcerun", "train_arm")
+    trained = {w for rule, w in jobs if rule == "train_arm"}
+    expected = {f"question={q}, arm={a['name']}" for q in ("init", "layers", "regularization")
+                for a in smoke_config[q]["arms"]}  # fmt: skip
+    assert trained == expected
+    assert {"aggregate_tables", "compute_claims", "render_report"} <= {rule for rule, _ in jobs}
+    assert not {"generate_dataset", "train_finetune_arm", "pretrain_source"} & {rule for rule, _ in jobs}
+
+
+def test_a_script_newer_than_its_outputs_reruns_its_rule(smoke_workdir, smoke_config, tmp_path):
+    """Snakemake's code trigger for scripts goes by modification time, not by the text."""
+    script = smoke_workdir / "scripts/compute_finetune_claims.py"
+    original = script.read_text()
+    stat = script.stat()
+    try:
+        script.write_text(original + "# an edit\n")
+        os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # edited, but older than the outputs
+        assert dry_run(smoke_workdir, copy.deepcopy(smoke_config), tmp_path) == []
+        script.write_text(original)
+        os.utime(script)  # unchanged text, newer than the outputs
+        jobs = dry_run(smoke_workdir, copy.deepcopy(smoke_config), tmp_path)
+    finally:
+        script.write_text(original)
+        os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert {rule for rule, _ in jobs} == {"compute_finetune_claims", "render_report", "all"}
+
+
+def copy_finished(smoke_workdir: Path, destination: Path) -> Path:
+    """A copy of the finished smoke run with its results and Snakemake's provenance records."""
+    workdir = copy_workflow(destination)
+    for name in ("results", "logs", "benchmarks"):
+        shutil.copytree(smoke_workdir / name, workdir / name, symlinks=True)
+    shutil.copytree(smoke_workdir / ".snakemake/metadata", workdir / ".snakemake/metadata")
+    return workdir
+
+
+def test_adding_seeds_keeps_the_existing_seeds_rows(smoke_workdir, smoke_config, tmp_path):
+    """A real run with one more seed: the new seed's rows appear, the old seeds' rows are unchanged."""
+    workdir = copy_finished(smoke_workdir, tmp_path / "wf")
+    config = copy.deepcopy(smoke_config)
+    config["init"]["seeds"].append(3)
+    path = tmp_path / "more_seeds.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    table = "results/tables/init_metrics.parquet"
+    run = snakemake(workdir, "--cores", "2", table, "--configfile", str(path))
+    assert run.returncode == 0, run.stdout[-3000:]
+    before = pd.read_parquet(smoke_workdir / table)
+    after = pd.read_parquet(workdir / table)
+    assert set(after["seed"]) == set(before["seed"]) | {3}
+    old = after[after["seed"] != 3].reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, before.reset_index(drop=True))
