@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 import jsonschema
@@ -17,8 +18,16 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and the fix."""
 
 
+def _initials(name: str) -> str:
+    """learning_rate -> lr; a name without underscores is its own initials."""
+    return "".join(part[0] for part in name.split("_") if part) if "_" in name else name
+
+
 def did_you_mean(word: str, options: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest option, by spelling or by initials (learning_rate -> lr)."""
     close = difflib.get_close_matches(word, options, n=1)
+    if not close:
+        close = [o for o in options if "_" in word + o and _initials(word) == _initials(o)][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -26,31 +35,125 @@ def _key_path(path) -> str:
     return "config" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
+WANTED_TYPES = {  # what a value must be, by JSON-schema type
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+GIVEN_TYPES = {**WANTED_TYPES, "boolean": "a boolean"}  # what a value is
+
+
+def _json_type(value) -> str:
+    """The JSON-schema type name of a parsed YAML value."""
+    for python_type, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string")):
+        if isinstance(value, python_type):
+            return name
+    return {list: "array", dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _description(error) -> str:
+    """The description of the schema node that failed, or of the nearest node above it that has one."""
+    while error is not None:
+        if isinstance(error.schema, dict) and error.schema.get("description"):
+            return error.schema["description"].rstrip(".")
+        error = error.parent
+    return ""
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
+def _type_fix(value, expected: list[str]) -> str:
+    wanted = " or ".join(WANTED_TYPES.get(t, t) for t in expected)
+    if isinstance(value, str) and {"integer", "number"} & set(expected):
+        try:
+            float(value)
+        except ValueError:
+            pass
+        else:
+            if "e" in value.lower() and "." not in value:
+                # YAML 1.1 (PyYAML) reads 1e-3 as a string; 1.0e-3 is a number.
+                return f"set it to {wanted}: YAML reads {value} as text, write it with a dot, e.g. 1.0e-3"
+            return f"set it to {wanted}: remove the quotes"
+    return f"set it to {wanted}"
+
+
+def _schema_message(error, where: str) -> str:
+    """`<key>: <what is wrong>; <the fix>` for one jsonschema error."""
+    value, rule = error.instance, error.validator_value
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        key = sorted(set(value) - set(allowed))[0]
+        return (
+            f"{where}.{key}: unknown key{did_you_mean(key, allowed)}; rename or remove it "
+            f"(allowed keys here: {', '.join(allowed)})"
+        )
+    if error.validator == "enum":
+        options = [str(o) for o in rule]
+        return (
+            f"{where}: {value!r} is not allowed{did_you_mean(str(value), options)}; "
+            f"choose one of {', '.join(options)}"
+        )
+    if error.validator == "required":
+        key = error.message.split("'")[1]
+        description = error.schema.get("properties", {}).get(key, {}).get("description", "")
+        hint = f" ({description.rstrip('.')})" if description else ""
+        return f"{where}.{key}: missing; add it{hint}"
+    description = _description(error)
+    hint = f" ({description})" if description else ""
+    if error.validator == "type":
+        expected = [rule] if isinstance(rule, str) else list(rule)
+        return (
+            f"{where}: {value!r} is {GIVEN_TYPES.get(_json_type(value), _json_type(value))}; "
+            f"{_type_fix(value, expected)}{hint}"
+        )
+    bounds = {
+        "minimum": ("too small", ">="),
+        "exclusiveMinimum": ("too small", ">"),
+        "maximum": ("too large", "<="),
+        "exclusiveMaximum": ("too large", "<"),
+    }
+    if error.validator in bounds:
+        problem, relation = bounds[error.validator]
+        return f"{where}: {value!r} is {problem}; set a value {relation} {rule}{hint}"
+    if error.validator == "minItems":
+        problem = "is empty" if not value else f"has {_items(len(value))}"
+        return f"{where}: {problem}; give at least {_items(rule)}{hint}"
+    if error.validator == "maxItems":
+        return f"{where}: has {_items(len(value))}; give at most {_items(rule)}{hint}"
+    if error.validator == "uniqueItems":
+        seen, repeated = [], []
+        for item in value:
+            (repeated if item in seen else seen).append(item)
+        return f"{where}: {repeated[0]!r} is listed more than once; remove the duplicate{hint}"
+    if error.validator == "pattern":
+        name_rule = re.fullmatch(r"\^\[A-Za-z0-9\]\[A-Za-z0-9(.*)\]\*\$", rule)
+        if name_rule:  # the names that become file names
+            extra = " ".join(name_rule.group(1))
+            return (
+                f"{where}: {value!r} cannot name a file; rename it with letters, digits and {extra} only, "
+                "starting with a letter or digit"
+            )
+        return f"{where}: {value!r} does not match {rule}; change it to match{hint}"
+    if error.validator in ("oneOf", "anyOf"):
+        forms = [WANTED_TYPES.get(b.get("type"), str(b.get("type"))) for b in rule if "type" in b]
+        return f"{where}: {value!r} fits none of the allowed forms; set it to {' or '.join(forms)}{hint}"
+    return f"{where}: {error.message}; change it{hint}"
+
+
 def validate_schema(config: dict, schema_path: str | Path) -> None:
     """Raise ConfigError with one line naming the first offending key, its problem and the fix."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
-    if not errors:
-        return
-    error = jsonschema.exceptions.best_match(errors)
-    where = _key_path(error.absolute_path)
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        key = unknown[0]
-        raise ConfigError(
-            f"{where}.{key}: unknown key{did_you_mean(key, allowed)}; allowed keys here: {', '.join(allowed)}"
-        )
-    if error.validator == "enum":
-        options = [str(o) for o in error.validator_value]
-        raise ConfigError(
-            f"{where}: {error.instance!r} is not allowed{did_you_mean(str(error.instance), options)}; "
-            f"choose one of {', '.join(options)}"
-        )
-    description = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
-    hint = f" ({description})" if description else ""
-    raise ConfigError(f"{where}: {error.message}{hint}")
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(_schema_message(error, _key_path(error.absolute_path)))
 
 
 def check_config(config: dict) -> None:
@@ -62,8 +165,8 @@ def check_config(config: dict) -> None:
         for i, name in enumerate(names):
             if name in seen:
                 raise ConfigError(
-                    f"config.{question}.arms[{i}].name: {name!r} is used by another arm; arm names must be "
-                    "unique (they name the job and its files)"
+                    f"config.{question}.arms[{i}].name: {name!r} is used by another arm "
+                    f"(arms[{names.index(name)}]); rename one of them (arm names name the job and its files)"
                 )
             seen.add(name)
         for i, arm in enumerate(section["arms"]):
@@ -77,14 +180,14 @@ def check_config(config: dict) -> None:
         for key in ("eval_every", "trace_every"):
             if training.get(key, 1) > steps:
                 raise ConfigError(
-                    f"config.{question}.training.{key} is {training[key]} but steps is {steps}; "
+                    f"config.{question}.training.{key}: {training[key]} is more than steps ({steps}); "
                     f"set {key} <= steps"
                 )
     data = config["data"]
     n_test = round(data["test_fraction"] * data["n_points"])
     if not 1 <= n_test < data["n_points"]:
         raise ConfigError(
-            f"config.data.test_fraction {data['test_fraction']} of {data['n_points']} points leaves "
+            f"config.data.test_fraction: {data['test_fraction']} of {data['n_points']} points leaves "
             f"{n_test} test rows; choose a fraction that keeps both splits non-empty"
         )
 
