@@ -13,6 +13,7 @@ from dlatoms.device import DEVICE_SETTINGS, needs_gpu
 from dlatoms.finetune import check_strategy
 from dlatoms.imagesets import DIGITS
 from dlatoms.shapes import check_shape_names
+from dlatoms.weights import WeightsError, check_model_name, inspect_weights
 
 DATA_DIR = "results/finetune/data"
 SCENARIO_AXES = ("similarity", "size")
@@ -68,21 +69,26 @@ def _arm(config: dict, name: str) -> dict:
 
 
 def _unique(values: list[str], where: str) -> None:
-    seen: set[str] = set()
+    """Raise ConfigError at the second use of a value; `where` has an {i} for the entry's index."""
     for i, value in enumerate(values):
-        if value in seen:
+        first = values.index(value)
+        if first < i:
             raise ConfigError(
-                f"{where}[{i}]: {value!r} is used twice; names must be unique (they name files)"
+                f"{where.format(i=i)}: {value!r} is used twice (also at [{first}]); rename or remove one of "
+                "them (names must be unique: they name jobs and files)"
             )
-        seen.add(value)
 
 
-def check_finetune_config(config: dict) -> None:
-    """Raise ConfigError for problems the schema cannot express, naming the key."""
+def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> None:
+    """Raise ConfigError for problems the schema cannot express, naming the key.
+
+    This includes the timm model name and, with `weights: file`, the weights file itself (readable, plain
+    tensors, the model's architecture). `cache_dir` keeps timm's model names between Snakemake starts.
+    """
     section = _section(config)
-    _unique(arm_names(config), "config.finetune.arms[].name")
-    _unique(similarities(config), "config.finetune.targets[].similarity")
-    _unique(sizes(config), "config.finetune.sizes[].size")
+    _unique(arm_names(config), "config.finetune.arms[{i}].name")
+    _unique(similarities(config), "config.finetune.targets[{i}].similarity")
+    _unique(sizes(config), "config.finetune.sizes[{i}].size")
     if section["device"] not in DEVICE_SETTINGS:
         raise ConfigError(
             f"config.finetune.device: {section['device']!r}; choose one of {', '.join(DEVICE_SETTINGS)}"
@@ -98,18 +104,21 @@ def check_finetune_config(config: dict) -> None:
             check_shape_names(shapes[key], f"config.finetune.shapes.{key}")
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        _unique(shapes[key], f"config.finetune.shapes.{key}")
+        _unique(shapes[key], f"config.finetune.shapes.{key}[{{i}}]")
     shared = sorted(set(shapes["source_classes"]) & set(shapes["target_classes"]))
     if shared:
         raise ConfigError(
-            f"config.finetune.shapes: {', '.join(shared)} is both a source and a target class; the similar "
-            "target must be new classes"
+            f"config.finetune.shapes: {', '.join(shared)} is both a source and a target class; remove it "
+            "from one of the two lists (the similar target must be new classes)"
         )
     low, high = shapes["scale"]
     if not low <= high:
-        raise ConfigError(f"config.finetune.shapes.scale: low {low} must be <= high {high}")
+        raise ConfigError(f"config.finetune.shapes.scale: low {low} is above high {high}; give [low, high]")
     if not shapes["aspect"][0] <= shapes["aspect"][1]:
-        raise ConfigError(f"config.finetune.shapes.aspect: low {shapes['aspect'][0]} must be <= high")
+        raise ConfigError(
+            f"config.finetune.shapes.aspect: low {shapes['aspect'][0]} is above high {shapes['aspect'][1]}; "
+            "give [low, high]"
+        )
     largest = max(size["train_per_class"] for size in section["sizes"])
     for i, target in enumerate(section["targets"]):
         if target["dataset"] in DIGITS:
@@ -125,26 +134,30 @@ def check_finetune_config(config: dict) -> None:
     ]:
         if schedule["eval_every"] > schedule["epochs"]:
             raise ConfigError(
-                f"config.finetune.{where}.eval_every is {schedule['eval_every']} but epochs is "
-                f"{schedule['epochs']}; set eval_every <= epochs"
+                f"config.finetune.{where}.eval_every: {schedule['eval_every']} is more than epochs "
+                f"({schedule['epochs']}); set eval_every <= epochs"
             )
     model = section["model"]
+    try:
+        check_model_name(model["name"], cache_dir)
+    except WeightsError as error:
+        raise ConfigError(f"config.finetune.model.name: {error}") from None
     if model["weights"] == "file":
         if not model.get("file"):
             raise ConfigError(
-                "config.finetune.model.file is required when config.finetune.model.weights is 'file'"
+                "config.finetune.model.file: not set, but config.finetune.model.weights is 'file'; "
+                "set it to the path of a .safetensors (preferred) or .pth weights file"
             )
-        if not Path(model["file"]).is_file():
-            raise ConfigError(
-                f"config.finetune.model.file: {model['file']} does not exist; "
-                "give the path of a .safetensors "
-                "(preferred) or .pth weights file"
-            )
+        try:  # reads the file's tensor names and shapes only: cheap, and before any job starts
+            inspect_weights(model["file"], model["name"])
+        except WeightsError as error:
+            raise ConfigError(f"config.finetune.model.file: {error}") from None
     names = {scenario_name(similarity, size) for similarity, size in scenarios(config)}
     for i, arm in enumerate(section.get("controls", [])):
         if arm not in arm_names(config):
             raise ConfigError(
-                f"config.finetune.controls[{i}]: {arm!r} is not an arm{did_you_mean(arm, arm_names(config))}"
+                f"config.finetune.controls[{i}]: {arm!r} is not an arm"
+                f"{did_you_mean(arm, arm_names(config))}; choose one of {', '.join(arm_names(config))}"
             )
     for scenario, arms in section.get("recommended", {}).items():
         if scenario not in names:
@@ -157,7 +170,7 @@ def check_finetune_config(config: dict) -> None:
             if arm not in arm_names(config):
                 raise ConfigError(
                     f"config.finetune.recommended.{scenario}: {arm!r} is not an arm"
-                    f"{did_you_mean(arm, arm_names(config))}"
+                    f"{did_you_mean(arm, arm_names(config))}; choose one of {', '.join(arm_names(config))}"
                 )
 
 

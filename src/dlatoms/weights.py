@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -93,7 +96,10 @@ def read_metadata(path: str | Path) -> dict:
 def _unwrap(checkpoint: object, path: Path) -> dict[str, torch.Tensor]:
     """The state dict inside a torch checkpoint, the way timm's load_state_dict finds it."""
     if not isinstance(checkpoint, dict):
-        raise WeightsError(f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict")
+        raise WeightsError(
+            f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict; save "
+            "model.state_dict() instead"
+        )
     for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -106,8 +112,29 @@ def _unwrap(checkpoint: object, path: Path) -> dict[str, torch.Tensor]:
         cleaned[key] = value
     tensors = {key: value for key, value in cleaned.items() if isinstance(value, torch.Tensor)}
     if not tensors:
-        raise WeightsError(f"weights file {path} holds no tensors")
+        raise WeightsError(f"weights file {path} holds no tensors; save model.state_dict() instead")
     return tensors
+
+
+def _load_failure(path: Path, error: Exception) -> WeightsError:
+    """Why torch.load(weights_only=True) failed on `path`: refused pickled objects, or a broken file."""
+    text = str(error)
+    if "Weights only load failed" in text:
+        blocked = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({blocked.group(1)})" if blocked else ""
+        return WeightsError(
+            f"weights file {path} cannot be loaded with torch.load(weights_only=True): it holds pickled "
+            f"Python objects{what}, and loading them could run code, so it was refused; if you trust the "
+            "file, convert it once to .safetensors, e.g. safetensors.torch.save_file(model.state_dict(), "
+            "'weights.safetensors'), and set finetune.model.file to that file"
+        )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    first_sentence = re.split(r"(?<=\.)\s", first_line)[0].rstrip(".")
+    return WeightsError(
+        f"weights file {path} cannot be loaded with torch.load(weights_only=True): it is not a readable "
+        f"torch checkpoint (truncated or corrupted: {first_sentence}); copy or export it again, "
+        "preferably as .safetensors"
+    )
 
 
 def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -116,7 +143,7 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     if not path.is_file():
         raise WeightsError(
             f"weights file {path} does not exist; set finetune.model.file to an existing .safetensors "
-            "(preferred) or .pth file"
+            "(preferred) or .pth file (a relative path starts at the directory Snakemake runs in)"
         )
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
@@ -125,16 +152,20 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
             with safe_open(str(path), framework="pt") as handle:
                 return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
         except (SafetensorError, OSError) as error:
-            raise WeightsError(f"weights file {path} is not a readable .safetensors file: {error}") from None
+            raise WeightsError(
+                f"weights file {path} is not a readable .safetensors file (truncated or corrupted: {error}); "
+                "copy or export it again"
+            ) from None
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs the zip format of torch.save; older (plain pickle) checkpoints load without it, and
+        # torch warns about their pickle protocol, which would clutter Snakemake's start.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(
+                path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+            )
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or OSError depending on content
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(
-            f"weights file {path} cannot be loaded with torch.load(weights_only=True): {first_line}. "
-            "Save plain tensors instead: "
-            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
-        ) from None
+        raise _load_failure(path, error) from None
     return {key: tuple(value.shape) for key, value in _unwrap(checkpoint, path).items()}
 
 
@@ -153,14 +184,69 @@ def _examples(keys: list[str], count: int = 3) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > count else "")
 
 
+def model_layout(model_name: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
+    """Name -> shape of every tensor of timm model `model_name`, and its classifier's module names.
+
+    The model is built on the meta device (no memory, no initialization), or on the CPU for the few
+    models whose constructor needs real tensors.
+    """
+    import timm
+
+    try:
+        with torch.device("meta"):
+            reference = timm.create_model(model_name, pretrained=False)
+    except Exception:  # noqa: BLE001 - some constructors compute with real values; the CPU always works
+        reference = timm.create_model(model_name, pretrained=False)
+    expected = {key: tuple(value.shape) for key, value in reference.state_dict().items()}
+    return expected, classifier_prefixes(reference)
+
+
+def timm_model_names(cache_dir: str | Path | None = None) -> list[str]:
+    """Every architecture name timm.create_model accepts (deprecated aliases included).
+
+    Importing timm takes seconds, so with `cache_dir` the names are kept in a file per timm version
+    and later calls (every Snakemake start) read that file instead.
+    """
+    from importlib.metadata import version
+
+    cache = Path(cache_dir) / f"timm-{version('timm')}-models.txt" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return cache.read_text().split()
+    import timm
+    from timm.models import get_deprecated_models
+
+    names = sorted(set(timm.list_models()) | set(get_deprecated_models()))
+    if cache is not None:
+        try:
+            from dlatoms.io import write_text_atomic
+
+            write_text_atomic("\n".join(names) + "\n", cache)
+        except OSError:  # a read-only directory only costs the next start the import again
+            pass
+    return names
+
+
+def check_model_name(model_name: str, cache_dir: str | Path | None = None) -> None:
+    """Raise WeightsError when timm has no model `model_name` (a pretrained tag such as .a1_in1k is fine)."""
+    from dlatoms.config import did_you_mean
+
+    if ":" in model_name:  # hf-hub: and local-dir: models are resolved by timm itself
+        return
+    architecture = model_name.split(".", 1)[0]
+    names = timm_model_names(cache_dir)
+    if architecture not in names:
+        raise WeightsError(
+            f"{model_name!r} is not a timm model{did_you_mean(architecture, names)}; choose a name from "
+            f"timm.list_models() ({len(names)} names, e.g. test_resnet, resnet18)"
+        )
+
+
 def inspect_weights(path: str | Path, model_name: str) -> int:
     """Check that the file fits timm model `model_name`; return the number of classes of its classifier.
 
     Returns -1 when the file has no classifier (a headless backbone). Raises WeightsError when the file is
     missing, unreadable, made for another architecture, or holds tensors of the wrong shape.
     """
-    import timm
-
     path = Path(path)
     shapes = tensor_shapes(path)
     architecture = read_metadata(path).get("architecture")
@@ -169,9 +255,7 @@ def inspect_weights(path: str | Path, model_name: str) -> int:
             f"weights file {path} holds weights of timm model {architecture!r}, but finetune.model.name is "
             f"{model_name!r}; set finetune.model.name: {architecture} or choose a file for {model_name!r}"
         )
-    reference = timm.create_model(model_name, pretrained=False)
-    expected = {key: tuple(value.shape) for key, value in reference.state_dict().items()}
-    classifiers = classifier_prefixes(reference)
+    expected, classifiers = model_layout(model_name)
     backbone = [key for key in expected if not _is_classifier(key, classifiers)]
     missing = [k for k in backbone if k not in shapes and not k.endswith(OPTIONAL_SUFFIXES)]
     unexpected = [k for k in shapes if k not in expected]
@@ -180,8 +264,8 @@ def inspect_weights(path: str | Path, model_name: str) -> int:
             f"weights file {path} does not fit timm model {model_name!r} (is it a checkpoint of another "
             f"architecture?): {len(missing)} of the model's {len(backbone)} backbone tensors are missing "
             f"({_examples(missing) or 'none'}) and {len(unexpected)} tensors of the file have no place "
-            "in the "
-            f"model ({_examples(unexpected) or 'none'}). Set finetune.model.name to the file's architecture."
+            f"in the model ({_examples(unexpected) or 'none'}); set finetune.model.name to the file's "
+            f"architecture or choose a file saved from {model_name!r}"
         )
     mismatched = [
         f"{key} {shapes[key]} vs {expected[key]}"
@@ -191,8 +275,8 @@ def inspect_weights(path: str | Path, model_name: str) -> int:
     if mismatched:
         raise WeightsError(
             f"weights file {path} has tensors whose shapes differ from timm model {model_name!r} "
-            f"(file vs model): {_examples(mismatched)}. The file was made for another variant of the model "
-            "(width, depth or input channels); set finetune.model.name to the model it was saved from."
+            f"(file vs model): {_examples(mismatched)}; the file was made for another variant of the model "
+            "(width, depth or input channels): set finetune.model.name to the model it was saved from"
         )
     heads = [shapes[f"{p}.weight"] for p in classifiers if f"{p}.weight" in shapes]
     return int(heads[0][0]) if heads else -1

@@ -2,8 +2,9 @@
 
 import dlatoms.finetune_config as finetune_cfg
 
-# Bad finetune config (unknown strategy parameters, overlapping shape classes, ...) stops the run here.
-finetune_cfg.check_finetune_config(config)
+# Bad finetune config (unknown strategy parameters, overlapping shape classes, an unknown timm model, a
+# weights file that does not fit it, ...) stops the run here; timm's model names are cached in .snakemake/.
+finetune_cfg.check_finetune_config(config, cache_dir=".snakemake/dlatoms")
 
 FINETUNE_GPUS = finetune_cfg.gpus(config)  # gpu=1 unless finetune.device is cpu
 FINETUNE_THREADS = config["finetune"]["threads"]
