@@ -9,6 +9,7 @@ from dlatoms.config import (
     check_config,
     validate_schema,
 )
+from dlatoms.io import check_complete_files
 
 # Bad config stops the run here, before any job, with a message naming the key.
 validate_schema(
@@ -16,6 +17,10 @@ validate_schema(
 )
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config)
+# So does a result file cut short (a full disk, a copy interrupted): Snakemake would take it as done.
+# Job processes (cluster jobs parse the workflow again) skip it: the main process checked already.
+if workflow.is_main_process:
+    check_complete_files("results")
 
 TABLE_KINDS = ["metrics", "weights", "units"]
 
