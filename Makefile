@@ -1,5 +1,6 @@
 # Two commands on a fresh clone (only Python >= 3.11 and pip needed):
 #   make run   - install into .venv if needed, then run the whole workflow on config/config.yaml
+#                (more Snakemake arguments: make run ARGS="--configfile config/smoke.yaml")
 #   make test  - install into .venv if needed, then run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +9,7 @@ BIN := $(VENV)/bin
 # e.g. `make run TORCH="torch torchvision"`.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 CORES ?= 8
+ARGS ?=
 
 .PHONY: run test lint bench clean-results
 
@@ -17,8 +19,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
 
+# dlatoms.run clears a lock left by a killed run (only when no Snakemake runs here), then runs Snakemake.
 run: $(BIN)/.installed
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/python -m dlatoms.run --cores $(CORES) $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
