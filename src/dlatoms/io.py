@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -23,6 +24,10 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it into place, on failure delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A job killed while writing `path` left its temporary file; the job's rerun removes it. (Snakemake
+    # runs one job per output at a time, so no other writer of `path` can own one.)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
