@@ -310,7 +310,7 @@ def measure_question_job(
             results = {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
         elif question == "layers":
             changes = layer_changes(tables["weights"], spec)
-            # The rule may also hand over the metrics table: its diverged_step is exact, the weights' is not.
+            # The metrics table gives the exact diverged_step; the weights alone give the next snapshot.
             convergence = layer_convergence(changes, spec, tables.get("metrics"))
             results = {"changes": changes, "measures": convergence}
         elif question == "regularization":

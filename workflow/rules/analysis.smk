@@ -50,6 +50,7 @@ rule measure_init:
 
 rule measure_layers:
     input:
+        metrics="results/tables/layers_metrics.parquet",
         weights="results/tables/layers_weights.parquet",
     output:
         changes="results/tables/layers_changes.parquet",
