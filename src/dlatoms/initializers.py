@@ -115,11 +115,16 @@ def check_initializer(spec: dict, where: str) -> None:
             raise ValueError(f"{where}.{key}: initializer {name!r} has no parameter {key!r}; {hint}")
     for key, default in allowed.items():
         if default is None and key not in given:
-            raise ValueError(f"{where}.{key} is required by initializer {name!r}")
+            raise ValueError(
+                f"{where}.{key} is required by initializer {name!r}; "
+                f"add it, e.g. {{name: {name}, {key}: <value>}}"
+            )
     if "std" in given and not given["std"] > 0:
-        raise ValueError(f"{where}.std must be > 0, got {given['std']}")
+        raise ValueError(f"{where}.std must be > 0, got {given['std']}; set a positive standard deviation")
     if "low" in given and "high" in given and not given["low"] < given["high"]:
-        raise ValueError(f"{where}: low must be < high, got low={given['low']} high={given['high']}")
+        raise ValueError(
+            f"{where}: low must be < high, got low={given['low']} high={given['high']}; swap or change them"
+        )
 
 
 def initialize(spec: dict, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
