@@ -90,6 +90,21 @@ def test_claims_contradicted_when_another_arm_is_clearly_better():
     assert claims.loc["4e", "statistic"] == pytest.approx(-0.1)
 
 
+def test_4e_is_inconclusive_when_the_scenarios_disagree():
+    """A big win in one scenario must not hide losses in the three others behind a positive average."""
+
+    def mixed(similarity, size, arm, seed):
+        gap = 0.4 if (similarity, size) == ("similar", "small") else -0.05  # small lr minus scratch lr
+        value = {"finetune_all": 0.5 + gap, "finetune_all_scratch_lr": 0.5}.get(arm, 0.6)
+        return value + 0.01 * seed
+
+    claims = evaluate_finetune_claims(metrics_table(mixed), RECOMMENDED, BOOTSTRAP).set_index("claim_id")
+    assert claims.loc["4e", "statistic"] == pytest.approx((0.4 - 3 * 0.05) / 4)
+    assert claims.loc["4e", "ci_low"] > 0  # the average alone would say supported
+    assert claims.loc["4e", "verdict"] == "inconclusive"
+    assert "Mixed: the smaller lr is better in small_similar and worse in" in claims.loc["4e", "detail"]
+
+
 def test_tie_within_the_interval_counts_as_supported():
     rng = np.random.default_rng(0)
     noise = {key: rng.normal(0, 0.02) for key in itertools.product(ARMS, range(4))}

@@ -181,7 +181,11 @@ def lr_claim(final: pd.DataFrame, bootstrap: BootstrapSpec) -> dict:
         "them at the from-scratch lr (the scratch arm's lr), averaged over the scenarios (each paired by "
         "seed)."
     )
-    rule = "supported when the interval lies above 0; contradicted when below 0; otherwise inconclusive."
+    rule = (
+        "supported when the interval of the scenario average lies above 0 and no scenario's interval lies "
+        "below 0; contradicted when it lies below 0 and no scenario's interval lies above 0; otherwise "
+        "inconclusive (a mixed answer: the smaller lr wins in some scenarios and loses in others)."
+    )
     tuned = final[final["method"] == "finetune_all"]
     scratch = final[final["method"] == "scratch"]
     scratch_lr = float(scratch["lr"].iloc[0]) if not scratch.empty else float(tuned["lr"].max())
@@ -195,27 +199,34 @@ def lr_claim(final: pd.DataFrame, bootstrap: BootstrapSpec) -> dict:
             "below it.",
         )  # fmt: skip
     same_arm, small_arm = same.index[0], smaller.idxmax()
-    per_scenario, differences = [], []
+    per_scenario, differences, better, worse = [], [], [], []
     for (similarity, size), part in final.groupby(SCENARIO_KEYS, sort=False):
         if {same_arm, small_arm} <= set(part["strategy"]):
+            name = scenario_name(similarity, size)
             difference = _paired(part, small_arm, same_arm)
-            differences.append(difference.rename(scenario_name(similarity, size)))
+            differences.append(difference.rename(name))
             interval = bootstrap_mean(difference.to_numpy(), bootstrap, f"4e/{similarity}/{size}")
-            per_scenario.append(f"{scenario_name(similarity, size)}: {interval.text()}")
+            per_scenario.append(f"{name}: {interval.text()}")
+            if interval.n_seeds >= 2 and interval.low > 0:
+                better.append(name)
+            elif interval.n_seeds >= 2 and interval.high < 0:
+                worse.append(name)
     pooled = pd.concat(differences, axis=1).mean(axis=1) if differences else pd.Series(dtype=float)
     interval = bootstrap_mean(pooled.to_numpy(), bootstrap, "4e")
     if interval.n_seeds < 2:
         verdict = INCONCLUSIVE
-    elif interval.low > 0:
+    elif interval.low > 0 and not worse:
         verdict = SUPPORTED
-    elif interval.high < 0:
+    elif interval.high < 0 and not better:
         verdict = CONTRADICTED
     else:
         verdict = INCONCLUSIVE
     detail = (
         f"{small_arm} (pretrained layers at lr {smaller[small_arm]:g}) minus {same_arm} (at {scratch_lr:g}), "
-        f"per scenario: {'; '.join(per_scenario)}."
+        f"average over scenarios: {interval.text()}; per scenario: {'; '.join(per_scenario)}."
     )
+    if better and worse:
+        detail += f" Mixed: the smaller lr is better in {', '.join(better)} and worse in {', '.join(worse)}."
     return _row("4e", statement, reference, measure, rule, interval, verdict, detail)
 
 
