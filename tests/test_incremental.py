@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, copy_workflow, planned_jobs, snakemake
+from workflow_helpers import ROOT, copy_finished, planned_jobs, snakemake
 
 # Downstream of each question's training, as the DAG has it (every edit also plans `all`).
 INIT_DOWNSTREAM = {"aggregate_tables", "measure_init", "plot_init_accuracy", "plot_init_symmetry"}
@@ -253,15 +252,6 @@ def test_a_script_newer_than_its_outputs_reruns_its_rule(smoke_workdir, smoke_co
         script.write_text(original)
         os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert {rule for rule, _ in jobs} == {"compute_finetune_claims", "render_report", "all"}
-
-
-def copy_finished(smoke_workdir: Path, destination: Path) -> Path:
-    """A copy of the finished smoke run with its results and Snakemake's provenance records."""
-    workdir = copy_workflow(destination)
-    for name in ("results", "logs", "benchmarks"):
-        shutil.copytree(smoke_workdir / name, workdir / name, symlinks=True)
-    shutil.copytree(smoke_workdir / ".snakemake/metadata", workdir / ".snakemake/metadata")
-    return workdir
 
 
 def test_adding_seeds_keeps_the_existing_seeds_rows(smoke_workdir, smoke_config, tmp_path):

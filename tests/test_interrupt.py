@@ -11,7 +11,6 @@ that module directly (a Makefile in a copied folder would reinstall the venv), a
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from workflow_helpers import ROOT, copy_workflow
+from workflow_helpers import ROOT, copy_finished, copy_workflow
 
 from dlatoms.run import snakemake_processes
 
@@ -115,10 +114,7 @@ def test_a_killed_run_is_finished_by_the_readme_command(smoke_workdir, tmp_path,
 
 
 def test_a_second_run_refuses_while_the_first_runs_and_the_first_finishes(smoke_workdir, tmp_path):
-    workdir = copy_workflow(tmp_path / "wf")
-    for name in ("results", "logs", "benchmarks"):
-        shutil.copytree(smoke_workdir / name, workdir / name)
-    shutil.copytree(smoke_workdir / ".snakemake/metadata", workdir / ".snakemake/metadata")
+    workdir = copy_finished(smoke_workdir, tmp_path / "wf")
     # The first run retrains question 4's large scenarios and everything downstream: long enough to overlap.
     # (A missing intermediate file alone reruns nothing while the table made from it is up to date.)
     for path in [*(workdir / "results/finetune/runs").glob("*/large/*.parquet"), workdir / FINETUNE_METRICS]:

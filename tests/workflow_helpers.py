@@ -27,6 +27,16 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
+def copy_finished(finished: Path, destination: Path) -> Path:
+    """A copy of a finished run: the workflow, its results, and Snakemake's provenance records (without them
+    Snakemake cannot tell that params changed)."""
+    workdir = copy_workflow(destination)
+    for name in ("results", "logs", "benchmarks"):
+        shutil.copytree(finished / name, workdir / name, symlinks=True)
+    shutil.copytree(finished / ".snakemake/metadata", workdir / ".snakemake/metadata")
+    return workdir
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir`; returns the completed process (stdout and stderr merged)."""
     return subprocess.run(

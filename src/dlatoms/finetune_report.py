@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from dlatoms.finetune_analysis import ADVICE, scenario_name
+from dlatoms.finetune_config import recommended as finetune_recommended
 from dlatoms.report import claims_table, embedded_figure, esc, fmt_number, html_table
 
 TITLE = "Question 4 — A pretrained ConvNet: fixed feature extractor or fine-tuning?"
@@ -90,8 +91,7 @@ def _method(section: Mapping, source: pd.DataFrame | None) -> str:
         for arm in section.get("arms", [])
     ]
     recommended = []
-    for scenario, arm_list in section.get("recommended", {}).items():
-        names = arm_list if isinstance(arm_list, list) else [arm_list]
+    for scenario, names in finetune_recommended({"finetune": section}).items():
         size, similarity = scenario.split("_", 1)
         recommended.append(
             [
@@ -121,10 +121,7 @@ def scenario_table(summary: pd.DataFrame, section: Mapping) -> str:
     scenarios = list(dict.fromkeys(zip(summary["similarity"], summary["size"], strict=True)))
     order = {arm["name"]: i for i, arm in enumerate(section.get("arms", []))}
     arms = sorted(summary["strategy"].unique(), key=lambda a: order.get(a, len(order)))
-    recommended = {
-        scenario: set(v if isinstance(v, list) else [v])
-        for scenario, v in section.get("recommended", {}).items()
-    }
+    recommended = finetune_recommended({"finetune": section})
     cells = summary.set_index(["similarity", "size", "strategy"])
     best = summary.loc[summary.groupby(["similarity", "size"])["mean"].idxmax()]
     best_keys = set(zip(best["similarity"], best["size"], best["strategy"], strict=True))
@@ -142,7 +139,7 @@ def scenario_table(summary: pd.DataFrame, section: Mapping) -> str:
             )
             if key in best_keys:
                 text = f"<b>{text}</b>"
-            if arm in recommended.get(scenario_name(similarity, size), set()):
+            if arm in recommended.get(scenario_name(similarity, size), []):
                 text = f"★ {text}"
             row.append(text)
         rows.append(row)
