@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlatoms.data import Dataset, MixtureSpec, generate_mixture, load_mixture, save_mixture
-from dlatoms.engine import BatchResult, Layout, NetworkSpec, TrainingSpec
-from dlatoms.experiment import ArmSpec, batch_indices, initial_parameters, train_seeds
+from dlatoms.mlp.data import Dataset, MixtureSpec, generate_mixture, load_mixture, save_mixture
+from dlatoms.mlp.engine import BatchResult, Layout, NetworkSpec, TrainingSpec
+from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
 
 Q1_INITS = {
     "xavier": {"name": "xavier_uniform"},

@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import aggregate_finetune_tables_job
+from dlatoms.finetune.jobs import aggregate_finetune_tables_job
 
 aggregate_finetune_tables_job(
     inputs={kind: list(snakemake.input[kind]) for kind in ("metrics", "stage_probes")},  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.jobs import aggregate_tables_job
+from dlatoms.mlp.jobs import aggregate_tables_job
 
 aggregate_tables_job(
     inputs={kind: list(snakemake.input[kind]) for kind in ("metrics", "weights", "units")},  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.claims import compute_claims_job
+from dlatoms.mlp.jobs import compute_claims_job
 
 compute_claims_job(
     inputs=dict(snakemake.input.items()),  # noqa: F821

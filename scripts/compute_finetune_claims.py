@@ -1,4 +1,4 @@
-from dlatoms.finetune_analysis import compute_finetune_claims_job
+from dlatoms.finetune.jobs import compute_finetune_claims_job
 
 compute_finetune_claims_job(
     inputs=dict(snakemake.input.items()),  # noqa: F821

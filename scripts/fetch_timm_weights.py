@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import fetch_timm_weights_job
+from dlatoms.finetune.jobs import fetch_timm_weights_job
 
 fetch_timm_weights_job(
     model_name=snakemake.params.model,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.jobs import generate_dataset_job
+from dlatoms.mlp.jobs import generate_dataset_job
 
 generate_dataset_job(
     data=snakemake.params.data,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import generate_shapes_job
+from dlatoms.finetune.jobs import generate_shapes_job
 
 generate_shapes_job(
     spec=snakemake.params.spec,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.analysis import measure_question_job
+from dlatoms.mlp.jobs import measure_question_job
 
 measure_question_job(
     question=snakemake.params.question,  # noqa: F821

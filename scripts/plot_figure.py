@@ -1,4 +1,4 @@
-from dlatoms.figures import plot_figure_job
+from dlatoms.mlp.jobs import plot_figure_job
 
 plot_figure_job(
     name=snakemake.params.figure,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.finetune_analysis import plot_finetune_figure_job
+from dlatoms.finetune.jobs import plot_finetune_figure_job
 
 plot_finetune_figure_job(
     name=snakemake.params.figure,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import prepare_digits_job
+from dlatoms.finetune.jobs import prepare_digits_job
 
 prepare_digits_job(
     spec=snakemake.params.spec,  # noqa: F821

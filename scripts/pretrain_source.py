@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import pretrain_source_job
+from dlatoms.finetune.jobs import pretrain_source_job
 
 pretrain_source_job(
     spec=snakemake.params.spec,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import probe_stages_job
+from dlatoms.finetune.jobs import probe_stages_job
 
 probe_stages_job(
     spec=snakemake.params.spec,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.report import render_report_job
+from dlatoms.mlp.jobs import render_report_job
 
 render_report_job(
     claims=[snakemake.input.claims, snakemake.input.finetune_claims],  # noqa: F821

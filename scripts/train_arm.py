@@ -1,4 +1,4 @@
-from dlatoms.jobs import train_arm_job
+from dlatoms.mlp.jobs import train_arm_job
 
 train_arm_job(
     spec=snakemake.params.spec,  # noqa: F821

@@ -1,4 +1,4 @@
-from dlatoms.finetune_jobs import train_finetune_arm_job
+from dlatoms.finetune.jobs import train_finetune_arm_job
 
 train_finetune_arm_job(
     spec=snakemake.params.spec,  # noqa: F821

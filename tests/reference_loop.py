@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlatoms.data import Dataset
-from dlatoms.engine import Layout, NetworkSpec, TrainingSpec
+from dlatoms.mlp.data import Dataset
+from dlatoms.mlp.engine import Layout, NetworkSpec, TrainingSpec
 
 
 class ReferenceMLP(nn.Module):

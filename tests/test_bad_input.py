@@ -415,8 +415,8 @@ def test_bad_input_stops_before_any_job_with_one_clear_line(outcomes, case):
 
 def test_incomplete_files_finds_exactly_the_cut_short_ones(tmp_path):
     """The parse-time check passes whole files of both formats and flags any cut, however short or long."""
-    from dlatoms.io import incomplete_files, write_parquet_atomic
-    from dlatoms.weights import save_checkpoint
+    from dlatoms.core.io import incomplete_files, write_parquet_atomic
+    from dlatoms.finetune.weights import save_checkpoint
 
     write_parquet_atomic(pd.DataFrame({"seed": range(50), "value": [0.5] * 50}), tmp_path / "whole.parquet")
     save_checkpoint(resnet_state(), tmp_path / "whole.safetensors", {"architecture": "test_resnet"})
@@ -445,7 +445,7 @@ def test_incomplete_files_finds_exactly_the_cut_short_ones(tmp_path):
     ids=["plain_pickle", "garbage"],
 )
 def test_pth_files_that_are_not_zip_checkpoints(tmp_path, content, message):
-    from dlatoms.weights import WeightsError, inspect_weights
+    from dlatoms.finetune.weights import WeightsError, inspect_weights
 
     path = tmp_path / "weights.pth"
     path.write_bytes(content())

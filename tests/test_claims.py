@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlatoms.analysis import (
+from dlatoms.core.stats import BootstrapSpec, bootstrap_bands, bootstrap_mean
+from dlatoms.core.verdicts import CLAIM_COLUMNS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, VERDICTS
+from dlatoms.mlp.claims import CLAIMS, Measures, arm_summaries, evaluate_claims
+from dlatoms.mlp.measures import (
     AnalysisSpec,
     convergence_step,
     init_seed_measures,
@@ -16,19 +19,6 @@ from dlatoms.analysis import (
     layer_convergence,
     regularization_seed_measures,
 )
-from dlatoms.claims import (
-    CLAIM_COLUMNS,
-    CLAIMS,
-    CONTRADICTED,
-    INCONCLUSIVE,
-    NOT_MEASURED,
-    SUPPORTED,
-    VERDICTS,
-    Measures,
-    arm_summaries,
-    evaluate_claims,
-)
-from dlatoms.stats import BootstrapSpec, bootstrap_bands, bootstrap_mean
 
 SEEDS = list(range(20))
 SPEC = AnalysisSpec()

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from workflow_helpers import ROOT
 
-from dlatoms.config import ConfigError, arm_spec, check_config, validate_schema
+from dlatoms.core.config import ConfigError, validate_schema
+from dlatoms.mlp.config import arm_spec, check_config
 
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dlatoms.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
+from dlatoms.mlp.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
 
 
 @pytest.fixture(scope="module")

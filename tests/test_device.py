@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from dlatoms.device import needs_gpu, select_device
+from dlatoms.core.device import needs_gpu, select_device
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_cuda_when_available(with_cuda, setting, caplog):
 @pytest.mark.parametrize("setting", ["cuda", "auto"])
 def test_falls_back_to_cpu_with_a_warning(no_cuda, monkeypatch, setting, caplog):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with caplog.at_level(logging.WARNING, logger="dlatoms.device"):
+    with caplog.at_level(logging.WARNING, logger="dlatoms.core.device"):
         assert select_device(setting) == torch.device("cpu")
     [record] = caplog.records
     assert record.levelno == logging.WARNING
@@ -55,6 +55,6 @@ def test_falls_back_to_cpu_with_a_warning(no_cuda, monkeypatch, setting, caplog)
 
 def test_warning_says_when_no_gpu_was_assigned(no_cuda, monkeypatch, caplog):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with caplog.at_level(logging.WARNING, logger="dlatoms.device"):
+    with caplog.at_level(logging.WARNING, logger="dlatoms.core.device"):
         select_device("cuda")
     assert "CUDA_VISIBLE_DEVICES=<unset>" in caplog.text

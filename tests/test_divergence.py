@@ -23,7 +23,16 @@ import torch
 import yaml
 from workflow_helpers import ROOT, copy_workflow, snakemake
 
-from dlatoms.analysis import (
+from dlatoms.core.config import validate_schema
+from dlatoms.core.figures import FigureSettings
+from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.verdicts import INCONCLUSIVE
+from dlatoms.mlp.claims import Measures, arm_summaries, evaluate_claims
+from dlatoms.mlp.config import arm_spec, check_config
+from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
+from dlatoms.mlp.engine import _distinct_units
+from dlatoms.mlp.figures import FIGURES, draw_figure
+from dlatoms.mlp.measures import (
     DIVERGED_COLUMNS,
     AnalysisSpec,
     diverged_runs,
@@ -32,13 +41,7 @@ from dlatoms.analysis import (
     layer_convergence,
     regularization_seed_measures,
 )
-from dlatoms.claims import INCONCLUSIVE, Measures, arm_summaries, evaluate_claims
-from dlatoms.config import arm_spec, check_config, validate_schema
-from dlatoms.data import MixtureSpec, generate_mixture, save_mixture
-from dlatoms.engine import _distinct_units
-from dlatoms.experiment import ArmSpec, run_arm
-from dlatoms.figures import FIGURES, FigureSettings, draw_figure
-from dlatoms.stats import BootstrapSpec
+from dlatoms.mlp.training import ArmSpec, run_arm
 
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 SMOKE = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())

@@ -3,9 +3,9 @@ import pytest
 import torch
 from reference_loop import train_reference
 
-from dlatoms.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
-from dlatoms.engine import Layout, NetworkSpec, TrainingSpec
-from dlatoms.experiment import ArmSpec, batch_indices, initial_parameters, train_seeds
+from dlatoms.mlp.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
+from dlatoms.mlp.engine import Layout, NetworkSpec, TrainingSpec
+from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
 
 SEEDS = [0, 1, 2]
 

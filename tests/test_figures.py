@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlatoms.analysis import AnalysisSpec, layer_changes, layer_convergence, regularization_seed_measures
-from dlatoms.figures import FIGURES, FigureSettings, draw_figure, save_figure
+from dlatoms.core.figures import FigureSettings, save_figure
+from dlatoms.mlp.figures import FIGURES, draw_figure
+from dlatoms.mlp.measures import AnalysisSpec, layer_changes, layer_convergence, regularization_seed_measures
 
 SEEDS = [0, 1, 2]
 SETTINGS = FigureSettings(dpi=40, band_resamples=100)

@@ -8,22 +8,20 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from dlatoms.finetune import (
+from dlatoms.finetune.strategies import STRATEGIES, check_strategy, run_strategy
+from dlatoms.finetune.training import (
     FINAL,
-    STRATEGIES,
     Run,
     Schedule,
     Split,
-    check_strategy,
     extract_features,
     fit_probe,
     last_stages_parameters,
     normalize,
     parameter_groups,
-    run_strategy,
     seeded_model,
 )
-from dlatoms.weights import load_pretrained
+from dlatoms.finetune.weights import load_pretrained
 
 MODEL = "test_resnet"
 CLASSES = 3

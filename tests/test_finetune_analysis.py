@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlatoms.claims import CLAIM_COLUMNS
-from dlatoms.figures import FigureSettings, apply_style
-from dlatoms.finetune_analysis import FINETUNE_FIGURES, evaluate_finetune_claims, scenario_summary
-from dlatoms.finetune_jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_frame
-from dlatoms.stats import BootstrapSpec
+from dlatoms.core.figures import FigureSettings, apply_style
+from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.verdicts import CLAIM_COLUMNS
+from dlatoms.finetune.claims import evaluate_finetune_claims
+from dlatoms.finetune.figures import FINETUNE_FIGURES
+from dlatoms.finetune.jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_frame
+from dlatoms.finetune.measures import scenario_summary
 
 BOOTSTRAP = BootstrapSpec(resamples=500)
 ARMS = {  # arm: (method, lr, backbone_lr)

@@ -5,8 +5,8 @@ import pytest
 import yaml
 from workflow_helpers import copy_workflow, planned_jobs, snakemake
 
-from dlatoms.claims import CLAIM_COLUMNS, VERDICTS
-from dlatoms.finetune_jobs import METRIC_COLUMNS, SOURCE_COLUMNS, STAGE_PROBE_COLUMNS
+from dlatoms.core.verdicts import CLAIM_COLUMNS, VERDICTS
+from dlatoms.finetune.jobs import METRIC_COLUMNS, SOURCE_COLUMNS, STAGE_PROBE_COLUMNS
 
 SMOKE = ["--configfile", "config/smoke.yaml"]
 TABLES = [

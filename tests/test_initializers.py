@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from dlatoms.engine import Layout, NetworkSpec
-from dlatoms.experiment import initial_parameters
-from dlatoms.initializers import INITIALIZERS, check_initializer, initialize
+from dlatoms.mlp.engine import Layout, NetworkSpec
+from dlatoms.mlp.initializers import INITIALIZERS, check_initializer, initialize
+from dlatoms.mlp.training import initial_parameters
 
 
 def draw(spec, shape, seed=0):

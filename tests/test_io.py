@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dlatoms.io import atomic_write, write_parquet_atomic
+from dlatoms.core.io import atomic_write, write_parquet_atomic
 
 
 def test_a_failed_write_leaves_neither_output_nor_temporary_file(tmp_path):

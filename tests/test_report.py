@@ -20,11 +20,13 @@ import pytest
 import yaml
 from workflow_helpers import snakemake
 
-from dlatoms.claims import CLAIM_COLUMNS, CLAIMS, VERDICTS, compute_claims_job
-from dlatoms.figures import FIGURES
-from dlatoms.finetune_report import FIGURE_TITLES as FINETUNE_FIGURES
-from dlatoms.finetune_report import scenario_table
-from dlatoms.report import diverged_section
+from dlatoms.core.verdicts import CLAIM_COLUMNS, VERDICTS
+from dlatoms.finetune.report import FIGURE_TITLES as FINETUNE_FIGURES
+from dlatoms.finetune.report import scenario_table
+from dlatoms.mlp.claims import CLAIMS
+from dlatoms.mlp.figures import FIGURES
+from dlatoms.mlp.jobs import compute_claims_job
+from dlatoms.mlp.report import diverged_section
 
 # The report and what it is built from (questions 1-3); other questions' jobs stay out of this test.
 # (the target first: --configfile would swallow it as a second config file)

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dlatoms.imagesets import ImageSet, load_image_set, save_image_set, training_subset
-from dlatoms.shapes import SHAPES, ShapeStyle, check_shape_names, draw_shape, generate_shapes, outline
+from dlatoms.finetune.data import ImageSet, load_image_set, save_image_set, training_subset
+from dlatoms.finetune.shapes import (
+    SHAPES,
+    ShapeStyle,
+    check_shape_names,
+    draw_shape,
+    generate_shapes,
+    outline,
+)
 
 STYLE = ShapeStyle()
 

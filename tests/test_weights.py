@@ -11,7 +11,13 @@ import torch
 from safetensors.torch import save_file
 
 from dlatoms import weights as weights_module
-from dlatoms.weights import WeightsError, inspect_weights, load_pretrained, read_metadata, save_checkpoint
+from dlatoms.finetune.weights import (
+    WeightsError,
+    inspect_weights,
+    load_pretrained,
+    read_metadata,
+    save_checkpoint,
+)
 
 MODEL = "test_resnet"
 
@@ -123,7 +129,7 @@ def test_corrupt_safetensors(tmp_path):
 def test_timm_weights_offline_fail_fast_with_the_way_out(tmp_path):
     """pretrained: true without network or cache fails in seconds and says how to use a local file."""
     code = (
-        "from dlatoms.weights import fetch_timm_weights\n"
+        "from dlatoms.finetune.weights import fetch_timm_weights\n"
         f"fetch_timm_weights('resnet18', offline=True, output={str(tmp_path / 'out.safetensors')!r})\n"
     )
     env = {

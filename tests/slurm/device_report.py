@@ -5,7 +5,7 @@ import logging
 import os
 from pathlib import Path
 
-from dlatoms.device import select_device
+from dlatoms.core.device import select_device
 
 logging.basicConfig(
     filename=snakemake.log[0],  # noqa: F821

@@ -2,14 +2,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from dlatoms.config import (
-    QUESTIONS,
-    arm_names,
-    arm_spec,
-    check_config,
-    validate_schema,
-)
-from dlatoms.io import check_complete_files
+from dlatoms.core.config import validate_schema
+from dlatoms.mlp.config import QUESTIONS, arm_names, arm_spec, check_config
+from dlatoms.core.io import check_complete_files
 
 # Bad config stops the run here, before any job, with a message naming the key.
 validate_schema(

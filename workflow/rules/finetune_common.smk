@@ -1,6 +1,6 @@
 # Question 4's helpers: config checks, constants and input functions of workflow/rules/finetune.smk.
 
-import dlatoms.finetune_config as finetune_cfg
+import dlatoms.finetune.config as finetune_cfg
 
 # Bad finetune config (unknown strategy parameters, overlapping shape classes, an unknown timm model, a
 # weights file that does not fit it, ...) stops the run here; timm's model names are cached in .snakemake/.

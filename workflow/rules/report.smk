@@ -1,7 +1,7 @@
 # The final report: results/report/index.html (self-contained), and captions for `snakemake --report`.
 
 
-import dlatoms.finetune_config as finetune_cfg
+import dlatoms.finetune.config as finetune_cfg
 
 
 report: "../report/workflow.rst"

@@ -18,30 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dlatoms.analysis import AnalysisSpec, spearman
-from dlatoms.stats import EMPTY, BootstrapSpec, Interval, bootstrap_mean, paired_values
-
-SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = (
-    "supported",
-    "contradicted",
-    "inconclusive",
-    "not_measured",
-)
-VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
-CLAIM_COLUMNS = [
-    "claim_id",
-    "question",
-    "statement",
-    "statistic",
-    "ci_low",
-    "ci_high",
-    "n_seeds",
-    "verdict",
-    "reference_conclusion",
-    "measure",
-    "rule",
-    "detail",
-]
+from dlatoms.core.stats import EMPTY, BootstrapSpec, Interval, bootstrap_mean, paired_values
+from dlatoms.core.verdicts import CLAIM_COLUMNS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, VERDICTS
+from dlatoms.mlp.measures import AnalysisSpec, spearman
 
 # The reference's arms of question 1, compared with Xavier in 1a (our extra initializers are reported in
 # the detail: the reference's claim is about its own five).
@@ -700,32 +679,3 @@ def arm_summaries(measures: Measures, bootstrap: BootstrapSpec) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["question", "arm", "layer", "measure", "mean", "ci_low", "ci_high", "n_seeds"]
     )
-
-
-def compute_claims_job(
-    inputs: dict[str, str], analysis: dict, outputs: dict[str, str], log_path: str
-) -> None:
-    """Rule entry point: claims table (parquet and TSV) and per-arm summaries from the per-seed measures."""
-    from dlatoms.io import write_parquet_atomic, write_tsv_atomic
-    from dlatoms.jobs import job_logging
-
-    with job_logging(log_path) as log:
-        measures = Measures(**{name: pd.read_parquet(path) for name, path in inputs.items()})
-        claims = evaluate_claims(
-            measures, AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
-        )
-        write_parquet_atomic(claims, outputs["claims"])
-        write_tsv_atomic(claims, outputs["tsv"])
-        write_parquet_atomic(
-            arm_summaries(measures, BootstrapSpec.from_params(analysis)), outputs["summaries"]
-        )
-        for row in claims.itertuples():
-            log.info(
-                "%s %s: %.3f [%.3f, %.3f] n=%d",
-                row.claim_id,
-                row.verdict,
-                row.statistic,
-                row.ci_low,
-                row.ci_high,
-                row.n_seeds,
-            )

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlatoms.io import write_parquet_atomic
-from dlatoms.seeding import numpy_rng
+from dlatoms.core.io import write_parquet_atomic
+from dlatoms.core.seeding import numpy_rng
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from dlatoms.figures import FIGURES
-from dlatoms.io import write_text_atomic
-
-log = logging.getLogger(__name__)
+from dlatoms.core.report import (
+    CSS,
+    VERDICT_COLORS,
+    _settings_table,
+    claims_table,
+    embedded_figure,
+    esc,
+    fmt_number,
+    html_table,
+    read_benchmarks,
+)
+from dlatoms.mlp.figures import FIGURES
 
 QUESTION_TITLES = {
     "init": "Question 1 — Does initialization change training?",
@@ -69,31 +73,6 @@ SUMMARY_MEASURES = {
     ],
 }
 
-VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word is always printed too
-    "supported": "#0072B2",
-    "contradicted": "#D55E00",
-    "inconclusive": "#6b6b6b",
-    "not_measured": "#999999",
-}
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1150px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #0072B2; padding-bottom: .2em; }
-h2 { margin-top: 2.2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #ddd; padding: .3em .55em; text-align: left; vertical-align: top; }
-th { background: #f3f5f7; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.verdict { color: #fff; border-radius: .3em; padding: .1em .45em; font-weight: 600; white-space: nowrap; }
-figure { margin: 1.2em 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: .9em; color: #444; }
-details { margin: .3em 0; }
-.note { background: #f6f8fa; border-left: 4px solid #0072B2; padding: .5em .9em; }
-code { background: #f3f3f3; padding: 0 .2em; }
-"""
-
 
 @dataclass(frozen=True)
 class ReportInputs:
@@ -105,74 +84,6 @@ class ReportInputs:
     finetune_summary: pd.DataFrame | None = None  # question 4: per (scenario, strategy) mean and interval
     finetune_source: pd.DataFrame | None = None  # question 4: the source pretraining curve
     diverged: pd.DataFrame | None = None  # questions 1-3: one row per diverged run (analysis.diverged_runs)
-
-
-def esc(value) -> str:
-    return html.escape(str(value))
-
-
-def fmt_number(value: float, digits: int = 3) -> str:
-    """`digits` significant digits, whole numbers from 1000 on (step counts, seconds)."""
-    if pd.isna(value):
-        return "–"
-    if abs(value) >= 10**digits:
-        return f"{value:.0f}"
-    return f"{value:.{digits}g}"
-
-
-def _verdict(verdict: str) -> str:
-    color = VERDICT_COLORS.get(verdict, "#444")
-    return f'<span class="verdict" style="background:{color}">{esc(verdict.replace("_", " "))}</span>'
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
-            for i, cell in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _interval(row) -> str:
-    if row["n_seeds"] == 0:
-        return "–"
-    return f"{fmt_number(row['statistic'])} [{fmt_number(row['ci_low'])}, {fmt_number(row['ci_high'])}]"
-
-
-def claims_table(claims: pd.DataFrame, full: bool) -> str:
-    """Our verdict beside the reference's conclusion; `full` adds how it is measured and decided."""
-    rows = []
-    for _, row in claims.iterrows():
-        statement = f"<strong>{esc(row['statement'])}</strong>"
-        if full:
-            statement += (
-                "<details><summary>measure, rule, numbers</summary>"
-                f"<p><b>Measure.</b> {esc(row['measure'])}</p>"
-                f"<p><b>Verdict rule.</b> {esc(row['rule'])}</p><p><b>Numbers.</b> {esc(row['detail'])}</p>"
-                "</details>"
-            )
-        claim_id = esc(row["claim_id"])
-        anchor = (
-            f'<span id="claim-{claim_id}">{claim_id}</span>'
-            if full
-            else f'<a href="#claim-{claim_id}">{claim_id}</a>'
-        )
-        rows.append(
-            [
-                anchor,
-                statement,
-                _interval(row),
-                str(int(row["n_seeds"])),
-                _verdict(row["verdict"]),
-                esc(row["reference_conclusion"]),
-            ]
-        )
-    headers = ["claim", "statement", "statistic [95% CI]", "seeds", "our verdict", "reference's conclusion"]
-    return html_table(headers, rows, numeric=(2, 3))
 
 
 def summary_table(summaries: pd.DataFrame, question: str, arm_order: Sequence[str] = ()) -> str:
@@ -205,32 +116,6 @@ def summary_table(summaries: pd.DataFrame, question: str, arm_order: Sequence[st
     return html_table(headers, rows, numeric=range(len(keys), len(headers)))
 
 
-def _png_width(png: bytes) -> int:
-    """Pixel width from the PNG header (IHDR is always the first chunk)."""
-    return int.from_bytes(png[16:20], "big")
-
-
-def embedded_figure(
-    name: str, path: str, dpi: float, title: str | None = None, caption: str | None = None
-) -> str:
-    """The PNG inline as a data URI, shown at its physical size (CSS has 96 px per inch)."""
-    png = Path(path).read_bytes()
-    data = base64.b64encode(png).decode("ascii")
-    width = round(_png_width(png) * 96 / dpi)
-    if title is None:
-        figure = FIGURES.get(name)
-        title = figure.title if figure else name
-    if caption is None:
-        caption = FIGURE_CAPTIONS.get(name, "")
-    return (
-        f'<figure id="figure-{esc(name)}"><img src="data:image/png;base64,{data}" alt="{esc(title)}" '
-        f'width="{width}" data-figure="{esc(name)}" data-source="{esc(path)}">'
-        f"<figcaption><b>{esc(title)}.</b> {esc(caption)} "
-        f"(<code>{esc(name)}</code>; PNG and SVG in <code>{esc(str(Path(path).parent))}</code>)"
-        "</figcaption></figure>"
-    )
-
-
 FIGURE_CAPTIONS = {
     "init_accuracy": "Test accuracy against training step per initializer; line: mean over seeds, band: "
     "bootstrap interval over seeds. Dashed: initializers beyond the reference.",
@@ -248,11 +133,6 @@ FIGURE_CAPTIONS = {
     "regularization_summary": "Per arm: weight magnitude, share of near-zero traced weights, final test "
     "accuracy; dots are seeds, markers the mean with its interval.",
 }
-
-
-def _settings_table(values: Mapping) -> str:
-    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
-    return html_table(["setting", "value"], rows)
 
 
 def _arms_table(section: Mapping) -> str:
@@ -327,18 +207,6 @@ def init_cause(claims: pd.DataFrame) -> str:
         )
     details = " ".join(esc(c["detail"]) for c in (symmetric, saturates) if c["verdict"] != "not_measured")
     return f'<p class="note">{text}</p><p>{details}</p>'
-
-
-def read_benchmarks(paths: Sequence[str]) -> pd.DataFrame:
-    """One row per benchmarked job: rule, job (its wildcards as a path), seconds."""
-    rows = []
-    for path in paths:
-        frame = pd.read_csv(path, sep="\t")
-        parts = Path(path).with_suffix("").parts
-        start = parts.index("benchmarks") + 1 if "benchmarks" in parts else 0
-        rule, job = parts[start], "/".join(parts[start + 1 :])
-        rows.append({"rule": rule, "job": job, "seconds": float(frame["s"].mean()), "path": str(path)})
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "path"])
 
 
 def question_times(benchmarks: pd.DataFrame, question: str, section: Mapping) -> str:
@@ -424,7 +292,9 @@ def render_report(inputs: ReportInputs) -> str:
         for name, figure in FIGURES.items():
             if figure.question == question and name in inputs.figures:
                 dpi = float(settings.get("figures", {}).get("dpi", 150))
-                parts.append(embedded_figure(name, inputs.figures[name], dpi))
+                parts.append(
+                    embedded_figure(name, inputs.figures[name], dpi, figure.title, FIGURE_CAPTIONS[name])
+                )
         if question == "init":
             parts.append(init_cause(claims))
         parts.append("<h3>Claims</h3>")
@@ -434,7 +304,7 @@ def render_report(inputs: ReportInputs) -> str:
         parts.append(summary_table(inputs.summaries, question, arm_order))
         parts.append(question_times(benchmarks, question, section))
     if "finetune" in settings and inputs.finetune_summary is not None:
-        from dlatoms.finetune_report import finetune_section  # it builds on this module's helpers
+        from dlatoms.finetune.report import finetune_section  # it builds on this module's helpers
 
         parts.append(
             finetune_section(
@@ -454,40 +324,3 @@ def render_report(inputs: ReportInputs) -> str:
     parts.append(_settings_table(settings.get("figures", {})))
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def render_report_job(
-    claims: Sequence[str],
-    summaries: str,
-    figures: Mapping[str, str],
-    benchmarks: Sequence[str],
-    settings: Mapping,
-    output: str,
-    log_path: str,
-    metrics: Mapping[str, str] | None = None,
-    finetune_summary: str | None = None,
-    finetune_source: str | None = None,
-) -> None:
-    """Rule entry point: render results/report/index.html from the claims tables of every question."""
-    from dlatoms.analysis import diverged_runs
-    from dlatoms.jobs import job_logging
-
-    with job_logging(log_path):
-        diverged = None
-        if metrics:
-            diverged = diverged_runs({q: pd.read_parquet(path) for q, path in metrics.items()})
-            if len(diverged):
-                log.warning("%d diverged run(s) listed in the report", len(diverged))
-        inputs = ReportInputs(
-            claims=pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True),
-            summaries=pd.read_parquet(summaries),
-            figures=dict(figures),
-            benchmarks=list(benchmarks),
-            settings=settings,
-            finetune_summary=pd.read_parquet(finetune_summary) if finetune_summary else None,
-            finetune_source=pd.read_parquet(finetune_source) if finetune_source else None,
-            diverged=diverged,
-        )
-        text = render_report(inputs)
-        write_text_atomic(text, output)
-        log.info("wrote %s (%.1f MB, %d figures embedded)", output, len(text) / 1e6, len(inputs.figures))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -22,79 +21,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dlatoms.analysis import hidden_units, recorded_divergence, run_divergence  # noqa: E402
-from dlatoms.io import atomic_write  # noqa: E402
-from dlatoms.stats import BootstrapSpec, bootstrap_bands, bootstrap_mean  # noqa: E402
+from dlatoms.core.figures import FigureSettings, apply_style, arm_colors, panel_grid
+from dlatoms.core.stats import bootstrap_bands, bootstrap_mean  # noqa: E402
+from dlatoms.mlp.measures import hidden_units, recorded_divergence, run_divergence  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 STEP_LABEL = "training step (Adam updates)"
 REFERENCE_INIT_ARMS = ("xavier", "zeros", "ones", "normal_0.01", "normal_1")
-
-
-@dataclass(frozen=True)
-class FigureSettings:
-    """The look of every figure (config `figures`) and the interval settings its bands share with claims."""
-
-    context: str = "notebook"
-    style: str = "whitegrid"
-    palette: str = "colorblind"
-    font_scale: float = 1.0
-    panel_width: float = 4.5
-    panel_height: float = 3.2
-    dpi: int = 150
-    band_resamples: int = 1000
-    trace_seed: int = 0
-    confidence: float = 0.95
-    bootstrap_seed: int = 0
-    sparsity_threshold: float = 0.01
-
-    @classmethod
-    def from_params(cls, style: Mapping, analysis: Mapping) -> FigureSettings:
-        known = {f.name: f.type for f in fields(cls)}
-        values = {k: v for k, v in {**analysis, **style}.items() if k in known}
-        return cls(**values)
-
-    @property
-    def bands(self) -> BootstrapSpec:
-        return BootstrapSpec(
-            resamples=self.band_resamples, confidence=self.confidence, seed=self.bootstrap_seed
-        )
-
-    @property
-    def percent(self) -> str:
-        return f"{100 * self.confidence:g}%"
-
-
-def apply_style(settings: FigureSettings) -> None:
-    """One theme for all figures; fixed SVG ids so the same data give the same file."""
-    sns.set_theme(
-        context=settings.context,
-        style=settings.style,
-        palette=settings.palette,
-        font_scale=settings.font_scale,
-        rc={"svg.hashsalt": "dlatoms", "svg.fonttype": "none", "figure.dpi": 100, "legend.frameon": False},
-    )
-
-
-def arm_colors(arms: list[str], settings: FigureSettings) -> dict[str, tuple]:
-    return dict(zip(arms, sns.color_palette(settings.palette, len(arms)), strict=True))
-
-
-def panel_grid(
-    rows: int, cols: int, settings: FigureSettings, legend: bool = False, **kwargs
-) -> tuple[plt.Figure, np.ndarray]:
-    """A grid of panels of the configured size; `legend` adds room for a legend on the right."""
-    extra = 0.6 * settings.panel_width if legend else 0.0
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(settings.panel_width * cols + extra, settings.panel_height * rows),
-        squeeze=False,
-        layout="constrained",
-        **kwargs,
-    )
-    return fig, axes
 
 
 def _band_lines(ax, bands: pd.DataFrame, hue: str, order: list, colors: dict, label=str, dashed=()) -> None:
@@ -555,41 +489,8 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def _replace_atomically(fig: plt.Figure, path: Path, fmt: str, dpi: int) -> None:
-    # No dates or software versions in the files, so the same tables give the same figures.
-    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
-
-
-def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path, dpi: int) -> None:
-    """Write PNG and SVG, each to a temporary file renamed into place (no partial figure is ever visible)."""
-    _replace_atomically(fig, Path(png), "png", dpi)
-    _replace_atomically(fig, Path(svg), "svg", dpi)
-
-
 def draw_figure(name: str, tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
     apply_style(settings)
     return FIGURES[name].draw(tables, settings)
-
-
-def plot_figure_job(
-    name: str,
-    inputs: Mapping[str, str],
-    style: Mapping,
-    analysis: Mapping,
-    outputs: Mapping[str, str],
-    log_path,
-) -> None:
-    """Rule entry point: read the figure's tables, draw it, write PNG and SVG."""
-    from dlatoms.jobs import job_logging
-
-    with job_logging(log_path):
-        settings = FigureSettings.from_params(style, analysis)
-        tables = {key: pd.read_parquet(inputs[key]) for key in FIGURES[name].tables}
-        fig = draw_figure(name, tables, settings)
-        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
-        plt.close(fig)
-        log.info("wrote %s and %s", outputs["png"], outputs["svg"])

@@ -5,15 +5,26 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
-import pandas as pd
+import matplotlib.pyplot as plt  # noqa: E402  # noqa: E402
+import numpy as np  # noqa: E402  # noqa: E402
+import pandas as pd  # noqa: E402  # noqa: E402
 import torch
 from torch import nn
 
-from dlatoms.device import select_device
-from dlatoms.finetune import (
+from dlatoms.core.device import select_device
+from dlatoms.core.figures import FigureSettings, apply_style, save_figure  # noqa: E402  # noqa: E402
+from dlatoms.core.io import write_parquet_atomic
+from dlatoms.core.jobs import job_logging
+from dlatoms.core.stats import BootstrapSpec  # noqa: E402  # noqa: E402
+from dlatoms.finetune.claims import evaluate_finetune_claims
+from dlatoms.finetune.data import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
+from dlatoms.finetune.figures import FINETUNE_FIGURES
+from dlatoms.finetune.measures import scenario_summary
+from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
+from dlatoms.finetune.strategies import run_strategy, strategy_settings
+from dlatoms.finetune.training import (
     FINAL,
     Run,
     Schedule,
@@ -22,19 +33,13 @@ from dlatoms.finetune import (
     fit_probe,
     normalize,
     parameter_groups,
-    run_strategy,
     seeded_model,
     stage_names,
-    strategy_settings,
     train_network,
 )
-from dlatoms.imagesets import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
-from dlatoms.io import write_parquet_atomic
-from dlatoms.jobs import job_logging
-from dlatoms.shapes import ShapeStyle, generate_shapes
-from dlatoms.weights import fetch_timm_weights, load_pretrained, save_checkpoint
+from dlatoms.finetune.weights import fetch_timm_weights, load_pretrained, save_checkpoint
 
-log = logging.getLogger("dlatoms.finetune")
+log = logging.getLogger(__name__)
 
 # Column order and dtypes of the per-arm tables (docs/tables.md).
 METRIC_COLUMNS = {
@@ -265,7 +270,7 @@ def check_weights_before_training(spec: dict, weights: str | None) -> None:
     """Fail before training when the weights file does not fit the model or a probed stage does not exist."""
     import timm
 
-    from dlatoms.weights import inspect_weights
+    from dlatoms.finetune.weights import inspect_weights
 
     if weights is not None:
         inspect_weights(weights, spec["model"]["name"])
@@ -411,3 +416,62 @@ def aggregate_finetune_tables_job(
             frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True).astype(columns[kind])
             write_parquet_atomic(frame, outputs[kind])
             log.info("wrote %s: %d rows from %d jobs", outputs[kind], len(frame), len(paths))
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def compute_finetune_claims_job(
+    inputs: Mapping[str, str],
+    recommended: Mapping,
+    controls: Sequence[str],
+    analysis: Mapping,
+    outputs: Mapping[str, str],
+    log_path: str,
+) -> None:
+    """Rule entry point: claims 4a-4e (parquet and TSV) and the scenario x strategy summary."""
+    from dlatoms.core.io import write_parquet_atomic, write_tsv_atomic
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path):
+        metrics = pd.read_parquet(inputs["metrics"])
+        bootstrap = BootstrapSpec.from_params(analysis)
+        recommended = {k: [v] if isinstance(v, str) else list(v) for k, v in recommended.items()}
+        claims = evaluate_finetune_claims(metrics, recommended, bootstrap, controls)
+        write_parquet_atomic(claims, outputs["claims"])
+        write_tsv_atomic(claims, outputs["tsv"])
+        write_parquet_atomic(scenario_summary(metrics, bootstrap), outputs["summary"])
+        for row in claims.itertuples():
+            log.info(
+                "%s %s: %.3f [%.3f, %.3f] n=%d",
+                *row[1:2],
+                row.verdict,
+                row.statistic,
+                row.ci_low,
+                row.ci_high,
+                row.n_seeds,
+            )
+
+
+def plot_finetune_figure_job(
+    name: str,
+    inputs: Mapping[str, str],
+    recommended: Mapping,
+    style: Mapping,
+    analysis: Mapping,
+    outputs: Mapping[str, str],
+    log_path: str,
+) -> None:
+    """Rule entry point: draw one of question 4's figures as PNG and SVG."""
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path):
+        settings = FigureSettings.from_params(style, analysis)
+        apply_style(settings)
+        table_names, draw = FINETUNE_FIGURES[name]
+        tables = {key: pd.read_parquet(inputs[key]) for key in table_names}
+        recommended = {k: [v] if isinstance(v, str) else list(v) for k, v in recommended.items()}
+        fig = draw(tables, settings, recommended)
+        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
+        plt.close(fig)
+        log.info("wrote %s and %s", outputs["png"], outputs["svg"])

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlatoms.config import ConfigError, did_you_mean
-from dlatoms.device import DEVICE_SETTINGS, needs_gpu
-from dlatoms.finetune import check_strategy
-from dlatoms.imagesets import DIGITS
-from dlatoms.shapes import check_shape_names
-from dlatoms.weights import WeightsError, check_model_name, inspect_weights
+from dlatoms.core.config import ConfigError, did_you_mean
+from dlatoms.core.device import DEVICE_SETTINGS, needs_gpu
+from dlatoms.finetune.data import DIGITS
+from dlatoms.finetune.shapes import check_shape_names
+from dlatoms.finetune.strategies import check_strategy
+from dlatoms.finetune.weights import WeightsError, check_model_name, inspect_weights
 
 DATA_DIR = "results/finetune/data"
 SCENARIO_AXES = ("similarity", "size")

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-log = logging.getLogger("dlatoms.weights")
+log = logging.getLogger(__name__)
 
 WEIGHT_SOURCES = ("source", "timm", "file")
 METADATA_KEY = "dlatoms"  # .safetensors metadata entry holding our JSON (architecture, classes, ...)
@@ -218,7 +218,7 @@ def timm_model_names(cache_dir: str | Path | None = None) -> list[str]:
     names = sorted(set(timm.list_models()) | set(get_deprecated_models()))
     if cache is not None:
         try:
-            from dlatoms.io import write_text_atomic
+            from dlatoms.core.io import write_text_atomic
 
             write_text_atomic("\n".join(names) + "\n", cache)
         except OSError:  # a read-only directory only costs the next start the import again
@@ -228,7 +228,7 @@ def timm_model_names(cache_dir: str | Path | None = None) -> list[str]:
 
 def check_model_name(model_name: str, cache_dir: str | Path | None = None) -> None:
     """Raise WeightsError when timm has no model `model_name` (a pretrained tag such as .a1_in1k is fine)."""
-    from dlatoms.config import did_you_mean
+    from dlatoms.core.config import did_you_mean
 
     if ":" in model_name:  # hf-hub: and local-dir: models are resolved by timm itself
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlatoms.seeding import numpy_rng
+from dlatoms.core.seeding import numpy_rng
 
 SPLITS = ("train", "test")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dlatoms.seeding import stream_seed
+from dlatoms.core.seeding import stream_seed
 
 # A shape is a list of (polygon, hole) in unit coordinates (about radius 1 around the origin);
 # holes are painted in the background colour after the filled parts.

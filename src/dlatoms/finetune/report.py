@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from dlatoms.finetune_analysis import ADVICE, scenario_name
-from dlatoms.finetune_config import recommended as finetune_recommended
-from dlatoms.report import claims_table, embedded_figure, esc, fmt_number, html_table
+from dlatoms.core.report import claims_table, embedded_figure, esc, fmt_number, html_table
+from dlatoms.finetune.claims import ADVICE
+from dlatoms.finetune.config import recommended as finetune_recommended
+from dlatoms.finetune.measures import scenario_name
 
 TITLE = "Question 4 — A pretrained ConvNet: fixed feature extractor or fine-tuning?"
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlatoms.data import Dataset, load_mixture
-from dlatoms.engine import BatchResult, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
-from dlatoms.initializers import initialize
-from dlatoms.seeding import torch_generator
+from dlatoms.core.seeding import torch_generator
+from dlatoms.mlp.data import Dataset, load_mixture
+from dlatoms.mlp.engine import BatchResult, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
+from dlatoms.mlp.initializers import initialize
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,155 @@
+"""Question 4's answers from its tables: per-seed final accuracies, claims 4a-4e, and three figures.
+
+Claims use the shared machinery of questions 1-3 (dlatoms.stats bootstrap intervals over seeds, the verdict
+names and claim-table columns of dlatoms.claims); figures use dlatoms.figures' style and atomic writing.
+Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are paired per seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from dlatoms.core.figures import FigureSettings, panel_grid  # noqa: E402
+from dlatoms.core.stats import bootstrap_bands  # noqa: E402
+from dlatoms.finetune.measures import scenario_name, scenario_summary
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def _scenarios(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(frame["similarity"], frame["size"], strict=True)))
+
+
+def _grid(count: int, settings: FigureSettings, legend: bool, sharey: bool = True):
+    cols = min(2, count)
+    rows = -(-count // cols)
+    fig, axes = panel_grid(rows, cols, settings, legend, sharey=sharey)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def finetune_accuracy(
+    tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
+) -> plt.Figure:
+    """Scenario x strategy heatmap of mean final test accuracy with its interval; recommended cells boxed."""
+    summary = scenario_summary(tables["metrics"], settings.bands)
+    scenarios = [scenario_name(*s) for s in _scenarios(summary)]
+    strategies = list(dict.fromkeys(summary["strategy"]))
+    summary["scenario"] = [
+        scenario_name(a, b) for a, b in zip(summary.similarity, summary["size"], strict=True)
+    ]
+    means = summary.pivot(index="scenario", columns="strategy", values="mean").loc[scenarios, strategies]
+    summary["label"] = [
+        f"{m:.3f}\n[{lo:.2f}, {hi:.2f}]"
+        for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)
+    ]
+    labels = summary.pivot(index="scenario", columns="strategy", values="label").loc[scenarios, strategies]
+    fig, ax = plt.subplots(
+        figsize=(1.25 * len(strategies) + 2.5, 0.9 * len(scenarios) + 1.8), layout="constrained"
+    )
+    sns.heatmap(
+        means, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
+        cbar_kws={"label": "final test accuracy"}, annot_kws={"fontsize": 8},
+    )  # fmt: skip
+    for row, scenario in enumerate(scenarios):
+        for arm in (recommended or {}).get(scenario, []):
+            if arm in strategies:
+                column = strategies.index(arm)
+                ax.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    ax.set(xlabel="strategy", ylabel="scenario (size_similarity)")
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
+    ax.set_title(
+        f"Final test accuracy, mean and {settings.percent} interval\nover seeds (red box: CS231n's advice)",
+        fontsize="medium",
+    )
+    return fig
+
+
+def finetune_curves(
+    tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
+) -> plt.Figure:
+    """Test accuracy vs epoch per scenario and strategy, bands over seeds; probes as dashed levels."""
+    metrics = tables["metrics"]
+    test = metrics[metrics["split"] == "test"]
+    strategies = list(dict.fromkeys(test["strategy"]))
+    colors = dict(zip(strategies, sns.color_palette(settings.palette, len(strategies)), strict=True))
+    scenarios = _scenarios(test)
+    fig, axes = _grid(len(scenarios), settings, legend=True)
+    for ax, (similarity, size) in zip(axes, scenarios, strict=False):
+        part = test[(test["similarity"] == similarity) & (test["size"] == size)]
+        bands = bootstrap_bands(
+            part, ["strategy", "epoch"], "accuracy", settings.bands, f"curves/{similarity}/{size}"
+        )
+        last = part["epoch"].max()
+        for strategy in strategies:
+            line = bands[bands["strategy"] == strategy].sort_values("epoch")
+            if line.empty:
+                continue
+            if len(line) == 1:  # a probe: one fitted classifier, drawn as a level across the epochs
+                level = line.iloc[0]
+                ax.axhline(level["mean"], color=colors[strategy], linestyle="--", label=strategy)
+                ax.axhspan(level["ci_low"], level["ci_high"], color=colors[strategy], alpha=0.12, linewidth=0)
+                continue
+            ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=colors[strategy], alpha=0.2)
+            ax.plot(line["epoch"], line["mean"], color=colors[strategy], label=strategy, marker=".")
+        ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02), xlim=(0, max(last, 1)))
+        ax.set_title(f"{size}, {similarity} ({part['dataset'].iloc[0]})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="strategy\n(dashed: probes)", loc="outside right center")
+    fig.suptitle(f"Learning curves: mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    return fig
+
+
+def finetune_stage_probes(
+    tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
+) -> plt.Figure:
+    """Linear-probe test accuracy per feature stage and pooling: which layer's features transfer."""
+    probes = tables["stage_probes"]
+    test = probes[probes["split"] == "test"].copy()
+    test["pooling"] = np.where(
+        test["module"] == "final", "final (head input)", test["pool"].map(lambda p: f"{p}x{p}")
+    )
+    order = test.drop_duplicates("stage").sort_values("stage")
+    ticks = [f"{stage}\n{module}" for stage, module in zip(order["stage"], order["module"], strict=True)]
+    poolings = list(dict.fromkeys(test.sort_values(["stage", "pool"])["pooling"]))
+    colors = dict(zip(poolings, sns.color_palette(settings.palette, len(poolings)), strict=True))
+    scenarios = _scenarios(test)
+    fig, axes = _grid(len(scenarios), settings, legend=True)
+    for ax, (similarity, size) in zip(axes, scenarios, strict=False):
+        part = test[(test["similarity"] == similarity) & (test["size"] == size)]
+        bands = bootstrap_bands(
+            part, ["pooling", "stage"], "accuracy", settings.bands, f"probes/{similarity}/{size}"
+        )
+        for offset, pooling in zip(np.linspace(-0.15, 0.15, len(poolings)), poolings, strict=True):
+            line = bands[bands["pooling"] == pooling].sort_values("stage")
+            ax.errorbar(
+                line["stage"] + offset,
+                line["mean"],
+                yerr=[line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]],
+                color=colors[pooling], marker="o", capsize=3, label=pooling,
+            )  # fmt: skip
+        ax.set_xticks(order["stage"], ticks, fontsize="small")
+        ax.set(xlabel="feature stage (shallow to deep)", ylabel="probe test accuracy", ylim=(0, 1.02))
+        ax.set_title(f"{size}, {similarity} ({part['dataset'].iloc[0]})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="pooling", loc="outside right center")
+    fig.suptitle(f"Which layer's features transfer: mean and {settings.percent} interval over seeds")
+    return fig
+
+
+FINETUNE_FIGURES = {
+    "finetune_accuracy": (("metrics",), finetune_accuracy),
+    "finetune_curves": (("metrics",), finetune_curves),
+    "finetune_stage_probes": (("stage_probes",), finetune_stage_probes),
+}

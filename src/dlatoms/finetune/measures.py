@@ -1,0 +1,53 @@
+"""Question 4's answers from its tables: per-seed final accuracies, claims 4a-4e, and three figures.
+
+Claims use the shared machinery of questions 1-3 (dlatoms.stats bootstrap intervals over seeds, the verdict
+names and claim-table columns of dlatoms.claims); figures use dlatoms.figures' style and atomic writing.
+Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are paired per seed.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+
+from dlatoms.core.stats import BootstrapSpec, bootstrap_mean  # noqa: E402
+
+SCENARIO_KEYS = ["similarity", "size"]
+
+
+def scenario_name(similarity: str, size: str) -> str:
+    return f"{size}_{similarity}"
+
+
+def final_accuracies(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (scenario, strategy, seed): test accuracy at the run's last epoch (a probe's only row)."""
+    test = metrics[metrics["split"] == "test"]
+    keys = [*SCENARIO_KEYS, "strategy", "seed"]
+    last = test.groupby(keys, sort=False)["epoch"].transform("max")
+    final = test[test["epoch"] == last]
+    columns = [*keys, "method", "lr", "backbone_lr", "accuracy"]
+    return final[columns].rename(columns={"accuracy": "final_accuracy"}).reset_index(drop=True)
+
+
+def scenario_summary(metrics: pd.DataFrame, bootstrap: BootstrapSpec) -> pd.DataFrame:
+    """Mean final test accuracy and its bootstrap interval over seeds per (scenario, strategy)."""
+    final = final_accuracies(metrics)
+    rows = []
+    for (similarity, size, strategy), group in final.groupby([*SCENARIO_KEYS, "strategy"], sort=False):
+        interval = bootstrap_mean(group["final_accuracy"], bootstrap, f"4/{similarity}/{size}/{strategy}")
+        rows.append(
+            {
+                "similarity": similarity,
+                "size": size,
+                "strategy": strategy,
+                "method": group["method"].iloc[0],
+                "mean": interval.estimate,
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "n_seeds": interval.n_seeds,
+            }
+        )
+    return pd.DataFrame(rows).astype({"n_seeds": "int64"})

@@ -1,0 +1,70 @@
+"""Config checks the JSON schema cannot express, and the per-arm specs handed to training jobs."""
+
+from __future__ import annotations
+
+from dlatoms.core.config import ConfigError, did_you_mean
+from dlatoms.mlp.initializers import check_initializer
+
+QUESTIONS = ("init", "layers", "regularization")
+
+
+def check_config(config: dict) -> None:
+    """Raise ConfigError for problems beyond the schema (duplicates, initializer parameters)."""
+    for question in QUESTIONS:
+        section = config[question]
+        names = [arm["name"] for arm in section["arms"]]
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                raise ConfigError(
+                    f"config.{question}.arms[{i}].name: {name!r} is used by another arm "
+                    f"(arms[{names.index(name)}]); rename one of them (arm names name the job and its files)"
+                )
+            seen.add(name)
+        for i, arm in enumerate(section["arms"]):
+            spec = arm_spec(config, question, arm["name"])
+            try:
+                check_initializer(spec["init"], f"config.{question}.arms[{i}].init")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        training = section["training"]
+        steps = training.get("steps", 500)
+        for key in ("eval_every", "trace_every"):
+            if training.get(key, 1) > steps:
+                raise ConfigError(
+                    f"config.{question}.training.{key}: {training[key]} is more than steps ({steps}); "
+                    f"set {key} <= steps"
+                )
+    data = config["data"]
+    n_test = round(data["test_fraction"] * data["n_points"])
+    if not 1 <= n_test < data["n_points"]:
+        raise ConfigError(
+            f"config.data.test_fraction: {data['test_fraction']} of {data['n_points']} points leaves "
+            f"{n_test} test rows; choose a fraction that keeps both splits non-empty"
+        )
+
+
+def arm_names(config: dict, question: str) -> list[str]:
+    return [arm["name"] for arm in config[question]["arms"]]
+
+
+def arm_spec(config: dict, question: str, arm: str) -> dict:
+    """Every value that determines one arm's results: the `params.spec` of its training job."""
+    section = config[question]
+    matches = [a for a in section["arms"] if a["name"] == arm]
+    if not matches:
+        raise ConfigError(
+            f"config.{question}.arms has no arm {arm!r}{did_you_mean(arm, arm_names(config, question))}"
+        )
+    chosen = matches[0]
+    return {
+        "question": question,
+        "arm": arm,
+        "seeds": list(section["seeds"]),
+        "network": dict(section["network"]),
+        "training": {**section["training"], **chosen.get("training", {})},
+        "init": dict(chosen.get("init", section.get("init", {"name": "xavier_uniform"}))),
+        "penalty": {"strength": 0.0, **chosen.get("penalty", section.get("penalty", {"name": "none"}))},
+        "diagnostics": dict(config.get("diagnostics", {})),
+        "seeds_per_chunk": config.get("compute", {}).get("seeds_per_chunk", 25),
+    }

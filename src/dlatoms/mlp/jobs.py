@@ -1,0 +1,203 @@
+"""Entry points of the Snakemake rule scripts: each unpacks nothing but plain values."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dlatoms.core.figures import FigureSettings, save_figure
+from dlatoms.core.io import (
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from dlatoms.core.jobs import job_logging
+from dlatoms.core.stats import BootstrapSpec  # noqa: E402
+from dlatoms.mlp.claims import Measures, arm_summaries, evaluate_claims
+from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
+from dlatoms.mlp.figures import FIGURES, draw_figure
+from dlatoms.mlp.measures import (
+    AnalysisSpec,  # noqa: E402
+    init_seed_measures,
+    layer_changes,
+    layer_convergence,
+    regularization_seed_measures,
+)
+from dlatoms.mlp.report import ReportInputs, render_report
+
+log = logging.getLogger(__name__)
+
+
+def generate_dataset_job(data: dict, seed: int, output: str, log_path: str) -> None:
+    with job_logging(log_path):
+        frame = generate_mixture(MixtureSpec.from_config(data), seed)
+        save_mixture(frame, output)
+        log.info("wrote %s: %d rows, seed %d", output, len(frame), seed)
+
+
+def train_arm_job(
+    spec: dict, datasets: Sequence[str], outputs: dict[str, str], threads: int, log_path: str
+) -> None:
+    # torch is imported here, not at module level: analysis jobs use job_logging without paying for it.
+    import torch
+
+    from dlatoms.mlp.training import ArmSpec, run_arm
+
+    with job_logging(log_path):
+        torch.set_num_threads(threads)
+        paths = dict(zip(spec["seeds"], datasets, strict=True))
+        input_dim = len([c for c in pd.read_parquet(datasets[0]).columns if c.startswith("x")])
+        arm = ArmSpec.from_params(spec, input_dim)
+        log.info(
+            "training %s/%s: %d seeds, %d steps, hidden %s, init %s, penalty %s %g, %d thread(s)",
+            arm.question,
+            arm.arm,
+            len(arm.seeds),
+            arm.training.steps,
+            list(arm.network.hidden_sizes),
+            arm.init,
+            arm.penalty,
+            arm.strength,
+            threads,
+        )
+        started = time.perf_counter()
+        tables = run_arm(arm, paths)
+        for name, path in outputs.items():
+            write_parquet_atomic(tables[name], path)
+        log.info("done in %.2f s", time.perf_counter() - started)
+
+
+def aggregate_tables_job(inputs: dict[str, Sequence[str]], outputs: dict[str, str], log_path: str) -> None:
+    with job_logging(log_path):
+        for kind, paths in inputs.items():
+            frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+            write_parquet_atomic(frame, outputs[kind])
+            log.info("wrote %s: %d rows from %d arms", outputs[kind], len(frame), len(paths))
+
+
+def measure_question_job(
+    question: str, inputs: dict[str, str], analysis: dict, outputs: dict[str, str], log_path: str
+) -> None:
+    """Rule entry point: the per-seed measures of one question (layers also writes its change table)."""
+    from dlatoms.core.io import write_parquet_atomic
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path) as log:
+        spec = AnalysisSpec.from_params(analysis)
+        tables = {name: pd.read_parquet(path) for name, path in inputs.items()}
+        if question == "init":
+            results = {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
+        elif question == "layers":
+            changes = layer_changes(tables["weights"], spec)
+            # The metrics table gives the exact diverged_step; the weights alone give the next snapshot.
+            convergence = layer_convergence(changes, spec, tables.get("metrics"))
+            results = {"changes": changes, "measures": convergence}
+        elif question == "regularization":
+            measures = regularization_seed_measures(
+                tables["metrics"], tables["weights"], tables["units"], spec
+            )
+            results = {"measures": measures}
+        else:
+            raise ValueError(f"no measures defined for question {question!r}")
+        for name, frame in results.items():
+            write_parquet_atomic(frame, outputs[name])
+            log.info("wrote %s: %d rows", outputs[name], len(frame))
+        diverged = results["measures"].drop_duplicates(["arm", "seed"])
+        diverged = diverged[diverged["diverged"]]
+        for row in diverged.itertuples():
+            log.warning(
+                "%s/%s seed %d diverged at step %d: chance accuracy from there on, other measures NaN",
+                question,
+                row.arm,
+                row.seed,
+                row.diverged_step,
+            )
+
+
+def compute_claims_job(
+    inputs: dict[str, str], analysis: dict, outputs: dict[str, str], log_path: str
+) -> None:
+    """Rule entry point: claims table (parquet and TSV) and per-arm summaries from the per-seed measures."""
+    from dlatoms.core.io import write_parquet_atomic, write_tsv_atomic
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path) as log:
+        measures = Measures(**{name: pd.read_parquet(path) for name, path in inputs.items()})
+        claims = evaluate_claims(
+            measures, AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
+        )
+        write_parquet_atomic(claims, outputs["claims"])
+        write_tsv_atomic(claims, outputs["tsv"])
+        write_parquet_atomic(
+            arm_summaries(measures, BootstrapSpec.from_params(analysis)), outputs["summaries"]
+        )
+        for row in claims.itertuples():
+            log.info(
+                "%s %s: %.3f [%.3f, %.3f] n=%d",
+                row.claim_id,
+                row.verdict,
+                row.statistic,
+                row.ci_low,
+                row.ci_high,
+                row.n_seeds,
+            )
+
+
+def plot_figure_job(
+    name: str,
+    inputs: Mapping[str, str],
+    style: Mapping,
+    analysis: Mapping,
+    outputs: Mapping[str, str],
+    log_path,
+) -> None:
+    """Rule entry point: read the figure's tables, draw it, write PNG and SVG."""
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path):
+        settings = FigureSettings.from_params(style, analysis)
+        tables = {key: pd.read_parquet(inputs[key]) for key in FIGURES[name].tables}
+        fig = draw_figure(name, tables, settings)
+        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
+        plt.close(fig)
+        log.info("wrote %s and %s", outputs["png"], outputs["svg"])
+
+
+def render_report_job(
+    claims: Sequence[str],
+    summaries: str,
+    figures: Mapping[str, str],
+    benchmarks: Sequence[str],
+    settings: Mapping,
+    output: str,
+    log_path: str,
+    metrics: Mapping[str, str] | None = None,
+    finetune_summary: str | None = None,
+    finetune_source: str | None = None,
+) -> None:
+    """Rule entry point: render results/report/index.html from the claims tables of every question."""
+    from dlatoms.core.jobs import job_logging
+    from dlatoms.mlp.measures import diverged_runs
+
+    with job_logging(log_path):
+        diverged = None
+        if metrics:
+            diverged = diverged_runs({q: pd.read_parquet(path) for q, path in metrics.items()})
+            if len(diverged):
+                log.warning("%d diverged run(s) listed in the report", len(diverged))
+        inputs = ReportInputs(
+            claims=pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True),
+            summaries=pd.read_parquet(summaries),
+            figures=dict(figures),
+            benchmarks=list(benchmarks),
+            settings=settings,
+            finetune_summary=pd.read_parquet(finetune_summary) if finetune_summary else None,
+            finetune_source=pd.read_parquet(finetune_source) if finetune_source else None,
+            diverged=diverged,
+        )
+        text = render_report(inputs)
+        write_text_atomic(text, output)
+        log.info("wrote %s (%.1f MB, %d figures embedded)", output, len(text) / 1e6, len(inputs.figures))
