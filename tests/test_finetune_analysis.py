@@ -15,7 +15,7 @@ from dlatoms.finetune.jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_fra
 from dlatoms.finetune.measures import scenario_summary
 
 BOOTSTRAP = BootstrapSpec(resamples=500)
-ARMS = {  # arm: (method, lr, backbone_lr)
+ARMS = {  # arm: (strategy, lr, backbone_lr)
     "scratch": ("scratch", 3e-3, 3e-3),
     "probe_final": ("linear_probe", np.nan, np.nan),
     "probe_early": ("linear_probe", np.nan, np.nan),
@@ -33,10 +33,10 @@ RECOMMENDED = {
 def metrics_table(accuracy) -> pd.DataFrame:
     """A metrics table whose final test accuracy is accuracy(similarity, size, arm, seed)."""
     rows = []
-    for similarity, size, (arm, (method, lr, backbone_lr)), seed in itertools.product(
+    for similarity, size, (arm, (strategy, lr, backbone_lr)), seed in itertools.product(
         ["similar", "dissimilar"], ["small", "large"], ARMS.items(), range(4)
     ):
-        epochs = [0] if method == "linear_probe" else [0, 1, 2]
+        epochs = [0] if strategy == "linear_probe" else [0, 1, 2]
         for epoch, split in itertools.product(epochs, ["train", "test"]):
             final = accuracy(similarity, size, arm, seed)
             rows.append(
@@ -45,8 +45,8 @@ def metrics_table(accuracy) -> pd.DataFrame:
                     "size": size,
                     "dataset": "shapes" if similarity == "similar" else "mnist",
                     "train_per_class": 10 if size == "small" else 400,
-                    "strategy": arm,
-                    "method": method,
+                    "arm": arm,
+                    "strategy": strategy,
                     "seed": seed,
                     "epoch": epoch,
                     "split": split,
@@ -122,7 +122,7 @@ def test_tie_within_the_interval_counts_as_supported():
 
 def test_missing_arms_are_not_measured():
     table = metrics_table(as_recommended)
-    table = table[~table["strategy"].isin(["probe_final", "finetune_all_scratch_lr"])]
+    table = table[~table["arm"].isin(["probe_final", "finetune_all_scratch_lr"])]
     claims = evaluate_finetune_claims(table, RECOMMENDED, BOOTSTRAP).set_index("claim_id")
     assert claims.loc["4a", "verdict"] == "not_measured"
     assert claims.loc["4e", "verdict"] == "not_measured"
@@ -133,7 +133,7 @@ def test_summary_is_one_row_per_scenario_and_strategy():
     summary = scenario_summary(metrics_table(as_recommended), BOOTSTRAP)
     assert len(summary) == 4 * len(ARMS)
     row = summary[
-        (summary["size"] == "small") & (summary.similarity == "similar") & (summary.strategy == "scratch")
+        (summary["size"] == "small") & (summary.similarity == "similar") & (summary.arm == "scratch")
     ]
     assert row["mean"].item() == pytest.approx(0.6 + 0.015)
     assert (summary["n_seeds"] == 4).all()

@@ -33,18 +33,18 @@ def test_metrics_table(finished):
     table = pd.read_parquet(finished / TABLES[0])
     assert dtypes(table) == METRIC_COLUMNS
     assert list(dict.fromkeys(zip(table.similarity, table["size"], strict=True))) == SCENARIOS
-    assert set(table.strategy) == set(ARMS)
+    assert set(table.arm) == set(ARMS)
     assert set(table.dataset) == {"shapes", "mnist"}
     assert sorted(table.seed.unique()) == [0, 1]
     assert table.accuracy.between(0, 1).all()
-    per_run = table.groupby(["similarity", "size", "strategy", "seed"]).size()
-    assert (per_run[per_run.index.get_level_values("strategy") == "finetune_all"] == 4).all()  # epochs 0, 1
+    per_run = table.groupby(["similarity", "size", "arm", "seed"]).size()
+    assert (per_run[per_run.index.get_level_values("arm") == "finetune_all"] == 4).all()  # epochs 0, 1
     assert (
-        per_run[per_run.index.get_level_values("strategy") != "finetune_all"] == 2
+        per_run[per_run.index.get_level_values("arm") != "finetune_all"] == 2
     ).all()  # probe: epoch 0
-    finetune = table[table.strategy == "finetune_all"]
+    finetune = table[table.arm == "finetune_all"]
     assert (finetune.lr == 3e-3).all() and finetune.backbone_lr.to_numpy() == pytest.approx(3e-4)
-    assert table[table.method == "linear_probe"].lr.isna().all()
+    assert table[table.strategy == "linear_probe"].lr.isna().all()
 
 
 def test_stage_probes_and_source_tables(finished):

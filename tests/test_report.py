@@ -106,10 +106,10 @@ def test_report_has_a_question_4_section(workdir):
         assert f'data-figure="{name}"' in section, name
     summary = pd.read_parquet(workdir / "results/tables/finetune_summary.parquet")
     for row in summary.itertuples():  # every (scenario, strategy) mean is in the scenario x strategy table
-        assert f"<code>{row.strategy}</code>" in section
+        assert f"<code>{row.arm}</code>" in section
         assert f"{row.size}, {row.similarity}" in section
         assert f"{row.mean:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]" in section, row
-    for text in ("pretraining on the source shapes", "strategy jobs", "per-stage probes", "test_resnet"):
+    for text in ("pretraining on the source shapes", "arm jobs", "per-stage probes", "test_resnet"):
         assert text in section, text
 
 
@@ -118,7 +118,7 @@ def test_scenario_table_marks_the_best_and_the_recommended():
         {
             "similarity": ["similar"] * 3,
             "size": ["small"] * 3,
-            "strategy": ["scratch", "probe_final", "finetune_all"],
+            "arm": ["scratch", "probe_final", "finetune_all"],
             "mean": [0.25, 0.5, 0.75],
             "ci_low": [0.2, 0.4, 0.7],
             "ci_high": [0.3, 0.6, 0.8],

@@ -10,7 +10,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from dlatoms import weights as weights_module
+from dlatoms.finetune import weights as weights_module
 from dlatoms.finetune.weights import (
     WeightsError,
     inspect_weights,

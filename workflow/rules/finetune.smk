@@ -86,11 +86,11 @@ rule train_finetune_arm:
         unpack(finetune_weights),
         data=finetune_target,
     output:
-        "results/finetune/runs/{similarity}/{size}/{strategy}.parquet",
+        "results/finetune/runs/{similarity}/{size}/{arm}.parquet",
     log:
-        "logs/train_finetune_arm/{similarity}/{size}/{strategy}.log",
+        "logs/train_finetune_arm/{similarity}/{size}/{arm}.log",
     benchmark:
-        "benchmarks/train_finetune_arm/{similarity}/{size}/{strategy}.tsv"
+        "benchmarks/train_finetune_arm/{similarity}/{size}/{arm}.tsv"
     threads: FINETUNE_THREADS
     resources:
         mem_mb=4000,
@@ -98,7 +98,7 @@ rule train_finetune_arm:
         gpu=FINETUNE_GPUS,
     params:
         spec=lambda wildcards: finetune_cfg.arm_spec(
-            config, wildcards.similarity, wildcards.size, wildcards.strategy
+            config, wildcards.similarity, wildcards.size, wildcards.arm
         ),
     script:
         "../../scripts/train_finetune_arm.py"

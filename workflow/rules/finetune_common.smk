@@ -13,12 +13,11 @@ FINETUNE_THREADS = config["finetune"]["threads"]
 wildcard_constraints:
     similarity="[A-Za-z0-9][A-Za-z0-9.+-]*",
     size="[A-Za-z0-9][A-Za-z0-9.+-]*",
-    strategy="[A-Za-z0-9][A-Za-z0-9_.+-]*",
 
 
 def finetune_weights(wildcards):
     """The pretrained weights of an arm's job; none for training from scratch."""
-    if finetune_cfg.arm_uses_weights(config, wildcards.strategy):
+    if finetune_cfg.arm_uses_weights(config, wildcards.arm):
         return {"weights": finetune_cfg.weights_path(config)}
     return {}
 

@@ -38,7 +38,7 @@ ADVICE = {
 
 
 def _paired(final: pd.DataFrame, first: str, second: str) -> pd.Series:
-    wide = final.pivot_table(index="seed", columns="strategy", values="final_accuracy")
+    wide = final.pivot_table(index="seed", columns="arm", values="final_accuracy")
     return (wide[first] - wide[second]).dropna()
 
 
@@ -100,11 +100,11 @@ def recommended_claim(
         )
 
     part = final[(final["similarity"] == similarity) & (final["size"] == size)]
-    arms = [a for a in recommended.get(scenario, []) if a in set(part["strategy"])]
+    arms = [a for a in recommended.get(scenario, []) if a in set(part["arm"])]
     if part.empty or not arms:
         why = "scenario not in this run" if part.empty else "no recommended arm configured or run"
         return outcome(EMPTY, NOT_MEASURED, f"Not measured: {scenario}: {why}.")
-    means = part.groupby("strategy", sort=False)["final_accuracy"].mean()
+    means = part.groupby("arm", sort=False)["final_accuracy"].mean()
     chosen = max(arms, key=lambda a: means[a])
     excluded = [c for c in controls if c in means.index and c not in arms]
     others = means.drop([*arms, *excluded])
@@ -147,10 +147,10 @@ def lr_claim(final: pd.DataFrame, bootstrap: BootstrapSpec) -> dict:
         "below 0; contradicted when it lies below 0 and no scenario's interval lies above 0; otherwise "
         "inconclusive (a mixed answer: the smaller lr wins in some scenarios and loses in others)."
     )
-    tuned = final[final["method"] == "finetune_all"]
-    scratch = final[final["method"] == "scratch"]
+    tuned = final[final["strategy"] == "finetune_all"]
+    scratch = final[final["strategy"] == "scratch"]
     scratch_lr = float(scratch["lr"].iloc[0]) if not scratch.empty else float(tuned["lr"].max())
-    arms = tuned.groupby("strategy", sort=False)["backbone_lr"].first()
+    arms = tuned.groupby("arm", sort=False)["backbone_lr"].first()
     same = arms[np.isclose(arms, scratch_lr)]
     smaller = arms[arms < scratch_lr * (1 - 1e-9)]
     if tuned.empty or same.empty or smaller.empty:
@@ -162,7 +162,7 @@ def lr_claim(final: pd.DataFrame, bootstrap: BootstrapSpec) -> dict:
     same_arm, small_arm = same.index[0], smaller.idxmax()
     per_scenario, differences, better, worse = [], [], [], []
     for (similarity, size), part in final.groupby(SCENARIO_KEYS, sort=False):
-        if {same_arm, small_arm} <= set(part["strategy"]):
+        if {same_arm, small_arm} <= set(part["arm"]):
             name = scenario_name(similarity, size)
             difference = _paired(part, small_arm, same_arm)
             differences.append(difference.rename(name))

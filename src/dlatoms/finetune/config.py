@@ -285,9 +285,9 @@ def arm_spec(config: dict, similarity: str, size: str, arm: str) -> dict:
         "similarity": similarity,
         "size": size,
         "dataset": target["dataset"],
-        "strategy": arm,
+        "arm": arm,
         # Sorted, so that the params (and Snakemake's params rerun trigger) do not depend on key order.
-        "strategy_spec": dict(sorted(_arm(config, arm)["strategy"].items())),
+        "strategy": dict(sorted(_arm(config, arm)["strategy"].items())),
         "seeds": list(section["seeds"]),
         "train_per_class": size_entry["train_per_class"],
         "eval_train_per_class": section["eval_train_per_class"],

@@ -41,21 +41,21 @@ def _grid(count: int, settings: FigureSettings, legend: bool, sharey: bool = Tru
 def finetune_accuracy(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
-    """Scenario x strategy heatmap of mean final test accuracy with its interval; recommended cells boxed."""
+    """Scenario x arm heatmap of mean final test accuracy with its interval; recommended cells boxed."""
     summary = scenario_summary(tables["metrics"], settings.bands)
     scenarios = [scenario_name(*s) for s in _scenarios(summary)]
-    strategies = list(dict.fromkeys(summary["strategy"]))
+    arms = list(dict.fromkeys(summary["arm"]))
     summary["scenario"] = [
         scenario_name(a, b) for a, b in zip(summary.similarity, summary["size"], strict=True)
     ]
-    means = summary.pivot(index="scenario", columns="strategy", values="mean").loc[scenarios, strategies]
+    means = summary.pivot(index="scenario", columns="arm", values="mean").loc[scenarios, arms]
     summary["label"] = [
         f"{m:.3f}\n[{lo:.2f}, {hi:.2f}]"
         for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)
     ]
-    labels = summary.pivot(index="scenario", columns="strategy", values="label").loc[scenarios, strategies]
+    labels = summary.pivot(index="scenario", columns="arm", values="label").loc[scenarios, arms]
     fig, ax = plt.subplots(
-        figsize=(1.25 * len(strategies) + 2.5, 0.9 * len(scenarios) + 1.8), layout="constrained"
+        figsize=(1.25 * len(arms) + 2.5, 0.9 * len(scenarios) + 1.8), layout="constrained"
     )
     sns.heatmap(
         means, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
@@ -63,10 +63,10 @@ def finetune_accuracy(
     )  # fmt: skip
     for row, scenario in enumerate(scenarios):
         for arm in (recommended or {}).get(scenario, []):
-            if arm in strategies:
-                column = strategies.index(arm)
+            if arm in arms:
+                column = arms.index(arm)
                 ax.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
-    ax.set(xlabel="strategy", ylabel="scenario (size_similarity)")
+    ax.set(xlabel="arm", ylabel="scenario (size_similarity)")
     ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
     ax.set_yticklabels(ax.get_yticklabels(), rotation=0)
     ax.set_title(
@@ -79,34 +79,34 @@ def finetune_accuracy(
 def finetune_curves(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
-    """Test accuracy vs epoch per scenario and strategy, bands over seeds; probes as dashed levels."""
+    """Test accuracy vs epoch per scenario and arm, bands over seeds; probes as dashed levels."""
     metrics = tables["metrics"]
     test = metrics[metrics["split"] == "test"]
-    strategies = list(dict.fromkeys(test["strategy"]))
-    colors = dict(zip(strategies, sns.color_palette(settings.palette, len(strategies)), strict=True))
+    arms = list(dict.fromkeys(test["arm"]))
+    colors = dict(zip(arms, sns.color_palette(settings.palette, len(arms)), strict=True))
     scenarios = _scenarios(test)
     fig, axes = _grid(len(scenarios), settings, legend=True)
     for ax, (similarity, size) in zip(axes, scenarios, strict=False):
         part = test[(test["similarity"] == similarity) & (test["size"] == size)]
         bands = bootstrap_bands(
-            part, ["strategy", "epoch"], "accuracy", settings.bands, f"curves/{similarity}/{size}"
+            part, ["arm", "epoch"], "accuracy", settings.bands, f"curves/{similarity}/{size}"
         )
         last = part["epoch"].max()
-        for strategy in strategies:
-            line = bands[bands["strategy"] == strategy].sort_values("epoch")
+        for arm in arms:
+            line = bands[bands["arm"] == arm].sort_values("epoch")
             if line.empty:
                 continue
             if len(line) == 1:  # a probe: one fitted classifier, drawn as a level across the epochs
                 level = line.iloc[0]
-                ax.axhline(level["mean"], color=colors[strategy], linestyle="--", label=strategy)
-                ax.axhspan(level["ci_low"], level["ci_high"], color=colors[strategy], alpha=0.12, linewidth=0)
+                ax.axhline(level["mean"], color=colors[arm], linestyle="--", label=arm)
+                ax.axhspan(level["ci_low"], level["ci_high"], color=colors[arm], alpha=0.12, linewidth=0)
                 continue
-            ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=colors[strategy], alpha=0.2)
-            ax.plot(line["epoch"], line["mean"], color=colors[strategy], label=strategy, marker=".")
+            ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=colors[arm], alpha=0.2)
+            ax.plot(line["epoch"], line["mean"], color=colors[arm], label=arm, marker=".")
         ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02), xlim=(0, max(last, 1)))
         ax.set_title(f"{size}, {similarity} ({part['dataset'].iloc[0]})")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="strategy\n(dashed: probes)", loc="outside right center")
+    fig.legend(handles, labels, title="arm\n(dashed: probes)", loc="outside right center")
     fig.suptitle(f"Learning curves: mean and {settings.percent} band over {test['seed'].nunique()} seeds")
     return fig
 

@@ -47,8 +47,8 @@ METRIC_COLUMNS = {
     "size": "str",
     "dataset": "str",
     "train_per_class": "int64",
+    "arm": "str",
     "strategy": "str",
-    "method": "str",
     "seed": "int64",
     "epoch": "int64",
     "split": "str",
@@ -274,12 +274,12 @@ def check_weights_before_training(spec: dict, weights: str | None) -> None:
 
     if weights is not None:
         inspect_weights(weights, spec["model"]["name"])
-    stage = spec.get("strategy_spec", {}).get("stage")
+    stage = spec.get("strategy", {}).get("stage")
     if isinstance(stage, int):
         stages = stage_names(timm.create_model(spec["model"]["name"], pretrained=False))
         if stage >= len(stages):
             raise ValueError(
-                f"strategy {spec['strategy']!r}: stage {stage} does not exist; {spec['model']['name']} has "
+                f"arm {spec['arm']!r}: stage {stage} does not exist; {spec['model']['name']} has "
                 f"stages 0-{len(stages) - 1} ({', '.join(stages)})"
             )
 
@@ -287,18 +287,18 @@ def check_weights_before_training(spec: dict, weights: str | None) -> None:
 def train_finetune_arm_job(
     spec: dict, weights: str | None, data: str, output: str, threads: int, log_path: str
 ) -> None:
-    """All seeds of one (scenario, strategy): one tidy table of accuracy and loss per epoch and split."""
+    """All seeds of one (scenario, arm): one tidy table of accuracy and loss per epoch and split."""
     with job_logging(log_path):
         torch.set_num_threads(threads)
         device = select_device(spec["device"])
         check_weights_before_training(spec, weights)
         image_set = load_image_set(data)
-        strategy = strategy_settings(spec["strategy_spec"])
-        label = f"{spec['size']}_{spec['similarity']}/{spec['strategy']}"
+        strategy = strategy_settings(spec["strategy"])
+        label = f"{spec['size']}_{spec['similarity']}/{spec['arm']}"
         log.info(
             "%s: %s %s on %s (%d per class), seeds %s, model %s (%s weights), on %s, %d thread(s)",
             label,
-            spec["strategy_spec"]["name"],
+            spec["strategy"]["name"],
             {k: v for k, v in strategy.items() if k != "name"},
             spec["dataset"],
             spec["train_per_class"],
@@ -313,11 +313,11 @@ def train_finetune_arm_job(
         for run in _runs(spec, image_set, weights, threads, device, label):
             identity = {
                 **_identity(spec),
-                "strategy": spec["strategy"],
-                "method": strategy["name"],
+                "arm": spec["arm"],
+                "strategy": strategy["name"],
                 "seed": run.seed,
             }
-            rows += [{**identity, **row} for row in run_strategy(run, spec["strategy_spec"])]
+            rows += [{**identity, **row} for row in run_strategy(run, spec["strategy"])]
         frame = typed_frame(rows, METRIC_COLUMNS)
         write_parquet_atomic(frame, output)
         final = frame[(frame.split == "test")].groupby("seed")["accuracy"].last()
@@ -429,7 +429,7 @@ def compute_finetune_claims_job(
     outputs: Mapping[str, str],
     log_path: str,
 ) -> None:
-    """Rule entry point: claims 4a-4e (parquet and TSV) and the scenario x strategy summary."""
+    """Rule entry point: claims 4a-4e (parquet and TSV) and the scenario x arm summary."""
     from dlatoms.core.io import write_parquet_atomic, write_tsv_atomic
     from dlatoms.core.jobs import job_logging
 

@@ -23,27 +23,27 @@ def scenario_name(similarity: str, size: str) -> str:
 
 
 def final_accuracies(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per (scenario, strategy, seed): test accuracy at the run's last epoch (a probe's only row)."""
+    """Per (scenario, arm, seed): test accuracy at the run's last epoch (a probe's only row)."""
     test = metrics[metrics["split"] == "test"]
-    keys = [*SCENARIO_KEYS, "strategy", "seed"]
+    keys = [*SCENARIO_KEYS, "arm", "seed"]
     last = test.groupby(keys, sort=False)["epoch"].transform("max")
     final = test[test["epoch"] == last]
-    columns = [*keys, "method", "lr", "backbone_lr", "accuracy"]
+    columns = [*keys, "strategy", "lr", "backbone_lr", "accuracy"]
     return final[columns].rename(columns={"accuracy": "final_accuracy"}).reset_index(drop=True)
 
 
 def scenario_summary(metrics: pd.DataFrame, bootstrap: BootstrapSpec) -> pd.DataFrame:
-    """Mean final test accuracy and its bootstrap interval over seeds per (scenario, strategy)."""
+    """Mean final test accuracy and its bootstrap interval over seeds per (scenario, arm)."""
     final = final_accuracies(metrics)
     rows = []
-    for (similarity, size, strategy), group in final.groupby([*SCENARIO_KEYS, "strategy"], sort=False):
-        interval = bootstrap_mean(group["final_accuracy"], bootstrap, f"4/{similarity}/{size}/{strategy}")
+    for (similarity, size, arm), group in final.groupby([*SCENARIO_KEYS, "arm"], sort=False):
+        interval = bootstrap_mean(group["final_accuracy"], bootstrap, f"4/{similarity}/{size}/{arm}")
         rows.append(
             {
                 "similarity": similarity,
                 "size": size,
-                "strategy": strategy,
-                "method": group["method"].iloc[0],
+                "arm": arm,
+                "strategy": group["strategy"].iloc[0],
                 "mean": interval.estimate,
                 "ci_low": interval.low,
                 "ci_high": interval.high,

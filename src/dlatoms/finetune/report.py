@@ -18,7 +18,7 @@ from dlatoms.finetune.measures import scenario_name
 TITLE = "Question 4 — A pretrained ConvNet: fixed feature extractor or fine-tuning?"
 
 FIGURE_TITLES = {
-    "finetune_accuracy": "Final test accuracy per scenario and strategy",
+    "finetune_accuracy": "Final test accuracy per scenario and arm",
     "finetune_curves": "Learning curves per scenario",
     "finetune_stage_probes": "Linear probes on each stage's features",
 }
@@ -121,11 +121,11 @@ def scenario_table(summary: pd.DataFrame, section: Mapping) -> str:
         return "<p>No fine-tuning results.</p>"
     scenarios = list(dict.fromkeys(zip(summary["similarity"], summary["size"], strict=True)))
     order = {arm["name"]: i for i, arm in enumerate(section.get("arms", []))}
-    arms = sorted(summary["strategy"].unique(), key=lambda a: order.get(a, len(order)))
+    arms = sorted(summary["arm"].unique(), key=lambda a: order.get(a, len(order)))
     recommended = finetune_recommended({"finetune": section})
-    cells = summary.set_index(["similarity", "size", "strategy"])
+    cells = summary.set_index(["similarity", "size", "arm"])
     best = summary.loc[summary.groupby(["similarity", "size"])["mean"].idxmax()]
-    best_keys = set(zip(best["similarity"], best["size"], best["strategy"], strict=True))
+    best_keys = set(zip(best["similarity"], best["size"], best["arm"], strict=True))
     rows = []
     for arm in arms:
         row = [f"<code>{esc(arm)}</code>"]
@@ -156,7 +156,7 @@ def finetune_times(benchmarks: pd.DataFrame) -> str:
     rows = []
     for rule, label in (
         ("pretrain_source", "pretraining on the source shapes"),
-        ("train_finetune_arm", "strategy jobs (scenario × arm)"),
+        ("train_finetune_arm", "arm jobs (scenario × arm)"),
         ("probe_stages", "per-stage probes"),
     ):
         part = benchmarks[benchmarks["rule"] == rule]
@@ -185,7 +185,7 @@ def finetune_times(benchmarks: pd.DataFrame) -> str:
     return (
         "<h3>Run time</h3>"
         + html_table(["jobs", "count", "seconds (sum)", "longest job, s"], rows, numeric=(1, 2, 3))
-        + "<p>Seconds of job wall time per strategy job, all seeds of the scenario:</p>"
+        + "<p>Seconds of job wall time per arm job, all seeds of the scenario:</p>"
         + per_arm
     )
 
@@ -206,7 +206,7 @@ def finetune_section(
             parts.append(embedded_figure(name, figures[name], dpi, title, FIGURE_CAPTIONS[name]))
     parts.append("<h3>Claims</h3>")
     parts.append(claims_table(claims[claims["question"] == "finetune"], full=True))
-    parts.append("<h3>Scenario × strategy: mean [95% interval] over seeds</h3>")
+    parts.append("<h3>Scenario × arm: mean [95% interval] over seeds</h3>")
     parts.append(scenario_table(summary, section))
     parts.append(finetune_times(benchmarks))
     return "\n".join(parts)
