@@ -1,4 +1,4 @@
-# Test-only workflow for tests/test_slurm.py: a GPU-tagged rule and a CPU rule, each writing what its SLURM
+# Test-only workflow for tests/workflow/test_slurm.py: a GPU-tagged rule and a CPU rule, each writing what its SLURM
 # job saw (job id, partition, CUDA_VISIBLE_DEVICES, the device dlatoms picks). Run from a scratch directory:
 #   snakemake --snakefile tests/slurm/gpu_check.smk --profile profiles/slurm --profile tests/slurm/profile
 
