@@ -3,7 +3,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dlatoms.core.config import validate_schema
-from dlatoms.mlp.config import QUESTIONS, arm_names, arm_spec, check_config
+from dlatoms.mlp.config import MLP_QUESTIONS, arm_names, arm_spec, check_config
 from dlatoms.core.io import check_complete_files
 
 # Bad config stops the run here, before any job, with a message naming the key.
@@ -21,7 +21,7 @@ TABLE_KINDS = ["metrics", "weights", "units"]
 
 
 wildcard_constraints:
-    question="|".join(QUESTIONS),
+    question="|".join(MLP_QUESTIONS),
     arm="[A-Za-z0-9][A-Za-z0-9_.+-]*",
     seed=r"\d+",
 
@@ -29,7 +29,7 @@ wildcard_constraints:
 def all_seeds():
     """Every seed any question uses: one data set each."""
     return sorted(
-        {seed for question in QUESTIONS for seed in config[question]["seeds"]}
+        {seed for question in MLP_QUESTIONS for seed in config[question]["seeds"]}
     )
 
 
@@ -60,5 +60,5 @@ def arm_tables(kind):
 
 def all_tables():
     return expand(
-        "results/tables/{question}_{kind}.parquet", question=QUESTIONS, kind=TABLE_KINDS
+        "results/tables/{question}_{kind}.parquet", question=MLP_QUESTIONS, kind=TABLE_KINDS
     )

@@ -19,10 +19,10 @@ FINETUNE_PRETRAINS = config["finetune"]["model"]["weights"] == "source"
 REPORT_BENCHMARKS = (
     [
         f"benchmarks/train_arm/{question}/{arm}.tsv"
-        for question in QUESTIONS
+        for question in MLP_QUESTIONS
         for arm in arm_names(config, question)
     ]
-    + [f"benchmarks/measure_{question}.tsv" for question in QUESTIONS]
+    + [f"benchmarks/measure_{question}.tsv" for question in MLP_QUESTIONS]
     + ["benchmarks/compute_claims.tsv"]
     + [f"benchmarks/plot_figure/{name}.tsv" for name in FIGURE_NAMES]
     + (["benchmarks/pretrain_source.tsv"] if FINETUNE_PRETRAINS else [])
@@ -41,7 +41,7 @@ REPORT_BENCHMARKS = (
 REPORT_SETTINGS = {
     "data": config["data"],
     "diagnostics": config["diagnostics"],
-    "questions": {question: config[question] for question in QUESTIONS},
+    "questions": {question: config[question] for question in MLP_QUESTIONS},
     "analysis": config["analysis"],
     "figures": config["figures"],
     "finetune": config["finetune"],
@@ -61,7 +61,7 @@ rule render_report:
         claims="results/tables/claims.parquet",
         finetune_claims="results/tables/finetune_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
-        metrics=expand("results/tables/{question}_metrics.parquet", question=QUESTIONS),
+        metrics=expand("results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS),
         finetune_summary="results/tables/finetune_summary.parquet",
         figures=expand(
             "results/figures/{name}.png", name=FIGURE_NAMES + FINETUNE_FIGURE_NAMES
@@ -78,7 +78,7 @@ rule render_report:
     localrule: True
     params:
         figure_names=FIGURE_NAMES + FINETUNE_FIGURE_NAMES,
-        questions=QUESTIONS,
+        questions=MLP_QUESTIONS,
         settings=REPORT_SETTINGS,
     script:
         "../../scripts/render_report.py"

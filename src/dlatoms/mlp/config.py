@@ -5,12 +5,13 @@ from __future__ import annotations
 from dlatoms.core.config import ConfigError, did_you_mean
 from dlatoms.mlp.initializers import check_initializer
 
-QUESTIONS = ("init", "layers", "regularization")
+# The questions answered by the MLP on the Gaussian mixture (question 4 is dlatoms.finetune).
+MLP_QUESTIONS = ("init", "layers", "regularization")
 
 
 def check_config(config: dict) -> None:
     """Raise ConfigError for problems beyond the schema (duplicates, initializer parameters)."""
-    for question in QUESTIONS:
+    for question in MLP_QUESTIONS:
         section = config[question]
         names = [arm["name"] for arm in section["arms"]]
         seen: set[str] = set()
