@@ -120,6 +120,14 @@ def test_tie_within_the_interval_counts_as_supported():
     assert (tie["verdict"] == "supported").all()
 
 
+def test_claim_texts_never_hard_code_a_confidence_level():
+    bootstrap = BootstrapSpec(resamples=200, confidence=0.9)
+    claims = evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, bootstrap)
+    texts = claims[["statement", "reference_conclusion", "measure", "rule", "detail"]].to_numpy().ravel()
+    assert not any("95%" in text or "{level}" in text for text in texts)
+    assert (claims["verdict"] == "supported").all()
+
+
 def test_missing_arms_are_not_measured():
     table = metrics_table(as_recommended)
     table = table[~table["arm"].isin(["probe_final", "finetune_all_scratch_lr"])]

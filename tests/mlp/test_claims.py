@@ -285,6 +285,15 @@ def test_one_seed_gives_no_verdict():
     assert set(result[c] for c in ("1a", "1b", "1c", "1d", "1e")) == {INCONCLUSIVE}
 
 
+def test_claim_texts_state_the_configured_confidence_level():
+    measures = Measures(init_table(), layers_table({1: 400, 2: 200, 3: 100, 4: 50}), regularization_table())
+    claims = evaluate_claims(measures, SPEC, BootstrapSpec(resamples=500, confidence=0.9, seed=0))
+    texts = claims[["statement", "reference_conclusion", "measure", "rule", "detail"]].to_numpy().ravel()
+    assert any("90%" in text for text in texts)
+    assert not any("95%" in text or "{level}" in text for text in texts)
+    assert claims.set_index("claim_id").loc["1c", "rule"].startswith("supported when the 90% interval")
+
+
 def test_claims_are_deterministic():
     measures = Measures(init_table(), layers_table({1: 400, 2: 200, 3: 100, 4: 50}), regularization_table())
     first = evaluate_claims(measures, SPEC, BOOT)

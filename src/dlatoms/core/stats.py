@@ -25,6 +25,11 @@ class BootstrapSpec:
             seed=int(params.get("bootstrap_seed", cls.seed)),
         )
 
+    @property
+    def level(self) -> str:
+        """The confidence level as claims and reports state it: 0.95 -> "95%"."""
+        return f"{100 * self.confidence:g}%"
+
     def rng(self, name: str) -> np.random.Generator:
         """A generator private to `name`, so an interval does not depend on what was computed before it."""
         return np.random.default_rng([self.seed, zlib.crc32(name.encode())])
@@ -32,22 +37,12 @@ class BootstrapSpec:
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean over seeds of one per-seed value, with its bootstrap interval."""
+    """Mean over seeds of one per-seed value, with its bootstrap interval (verdicts: core.verdicts)."""
 
     estimate: float
     low: float
     high: float
     n_seeds: int
-
-    @property
-    def above(self) -> bool:
-        """The whole interval lies above 0."""
-        return self.n_seeds >= 2 and self.low > 0
-
-    @property
-    def below(self) -> bool:
-        """The whole interval lies below 0."""
-        return self.n_seeds >= 2 and self.high < 0
 
     def shifted(self, offset: float) -> Interval:
         """The interval of (value - offset)."""

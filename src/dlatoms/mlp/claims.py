@@ -1,25 +1,38 @@
 """The claims of questions 1-3 as data: statement, reference conclusion, measure, verdict rule, evaluator.
 
-Each claim is measured on per-seed tables (dlatoms.analysis), summarised by a bootstrap interval over seeds
-(arms of a question share seeds, so comparisons are paired per seed) and decided by the rule written next
-to it. Verdicts: supported, contradicted, inconclusive, or not_measured when an arm the claim needs is
-absent from this run (e.g. a smoke config with fewer arms).
+Each claim (the shared form of dlatoms.core.verdicts) is measured on per-seed tables (dlatoms.mlp.measures),
+summarised by a bootstrap interval over seeds (arms of a question share seeds, so comparisons are paired per
+seed) and decided by the rule written next to it, through the verdict helpers of dlatoms.core.verdicts.
+Verdicts: supported, contradicted, inconclusive, or not_measured when an arm the claim needs is absent from
+this run (e.g. a smoke config with fewer arms).
 
-Diverged runs (see dlatoms.analysis) count as chance accuracy from their divergence step on and have NaN
+Diverged runs (see dlatoms.mlp.measures) count as chance accuracy from their divergence step on and have NaN
 weight, unit and convergence measures, which the intervals leave out (their n_seeds drops). Every claim
 names the arms it compares, and its detail lists their diverged runs, so no run disappears silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from dlatoms.core.stats import EMPTY, BootstrapSpec, Interval, bootstrap_mean, paired_values
-from dlatoms.core.verdicts import CLAIM_COLUMNS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, VERDICTS
+from dlatoms.core.stats import BootstrapSpec, Interval, bootstrap_mean, paired_values
+from dlatoms.core.verdicts import (
+    LEVEL,
+    Claim,
+    Missing,
+    Outcome,
+    claims_table,
+    decide,
+    decide_below,
+    decide_every,
+    few_seeds_note,
+    lies_above,
+    lies_below,
+    verdict,
+)
 from dlatoms.mlp.measures import AnalysisSpec, spearman
 
 # The reference's arms of question 1, compared with Xavier in 1a (our extra initializers are reported in
@@ -38,41 +51,14 @@ class Measures:
 
 @dataclass(frozen=True)
 class Context:
+    """What the claims of questions 1-3 are measured on."""
+
     measures: Measures
     analysis: AnalysisSpec
     bootstrap: BootstrapSpec
 
     def interval(self, values, name: str) -> Interval:
         return bootstrap_mean(values, self.bootstrap, name)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A claim's statistic (mean over seeds), its interval, the verdict, why, and the arms it compared."""
-
-    interval: Interval
-    verdict: str
-    detail: str
-    arms: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Claim:
-    claim_id: str
-    question: str
-    statement: str
-    reference_conclusion: str
-    measure: str
-    rule: str
-    evaluate: Callable[[Context], Outcome] = field(repr=False)
-
-
-class Missing(Exception):
-    """An arm or table the claim needs is not in this run."""
-
-
-def not_measured(reason: str) -> Outcome:
-    return Outcome(EMPTY, NOT_MEASURED, reason)
 
 
 def _table(context: Context, question: str) -> pd.DataFrame:
@@ -99,21 +85,6 @@ def _paired(
     return context.interval(paired_values(table, column, first, second).to_numpy(), name)
 
 
-def _decide_above(interval: Interval) -> str:
-    """supported when the interval lies above 0, contradicted when below, else inconclusive."""
-    if interval.n_seeds < 2:
-        return INCONCLUSIVE
-    if interval.above:
-        return SUPPORTED
-    if interval.below:
-        return CONTRADICTED
-    return INCONCLUSIVE
-
-
-def _few_seeds(interval: Interval) -> str:
-    return " Fewer than 2 seeds: no interval, so no verdict." if interval.n_seeds < 2 else ""
-
-
 # ---------------------------------------------------------------------------------------------- question 1
 
 
@@ -125,12 +96,6 @@ def _xavier_best(context: Context) -> Outcome:
         raise Missing("none of the reference's other initializers is in this run")
     diffs = {a: _paired(context, table, "curve_accuracy", "xavier", a, f"1a/{a}") for a in others}
     closest = min(diffs, key=lambda a: diffs[a].estimate)
-    if all(d.above for d in diffs.values()):
-        verdict = SUPPORTED
-    elif any(d.below for d in diffs.values()):
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
     extra = sorted(set(table["arm"]) - set(others) - {"xavier"})
     extra_diffs = {a: _paired(context, table, "curve_accuracy", "xavier", a, f"1a/{a}") for a in extra}
     detail = "Xavier minus " + "; ".join(f"{a}: {d.text()}" for a, d in diffs.items())
@@ -141,8 +106,8 @@ def _xavier_best(context: Context) -> Outcome:
     missing = [a for a in REFERENCE_INIT_ARMS if a not in others]
     if missing:
         detail += f". Not in this run: {', '.join(missing)}"
-    detail = f"Closest: {closest}. {detail}.{_few_seeds(diffs[closest])}"
-    return Outcome(diffs[closest], verdict, detail, ("xavier", *others, *extra))
+    detail = f"Closest: {closest}. {detail}.{few_seeds_note(diffs[closest])}"
+    return Outcome(diffs[closest], decide_every(diffs.values()), detail, ("xavier", *others, *extra))
 
 
 def _trains(context: Context, table: pd.DataFrame, arm: str, name: str) -> Interval:
@@ -157,18 +122,13 @@ def _small_normal_below_xavier(context: Context) -> Outcome:
     _need_arms(table, ["xavier", "normal_0.01"])
     gap = _paired(context, table, "curve_accuracy", "xavier", "normal_0.01", "1b/gap")
     trains = _trains(context, table, "normal_0.01", "1b/trains")
-    if trains.above and gap.above:
-        verdict = SUPPORTED
-    elif trains.below or gap.below:
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
     final_gap = _paired(context, table, "final_accuracy", "xavier", "normal_0.01", "1b/final")
     detail = (
         f"N(0, 0.01) final test accuracy minus (chance + margin): {trains.text()}; Xavier minus N(0, 0.01) "
         f"in learning-curve accuracy: {gap.text()}, in final accuracy: {final_gap.text()}."
     )
-    return Outcome(gap, verdict, detail + _few_seeds(gap), ("xavier", "normal_0.01"))
+    decision = decide_every([trains, gap])
+    return Outcome(gap, decision, detail + few_seeds_note(gap), ("xavier", "normal_0.01"))
 
 
 def _large_normal_slower(context: Context) -> Outcome:
@@ -177,7 +137,7 @@ def _large_normal_slower(context: Context) -> Outcome:
     gap = _paired(context, table, "curve_accuracy", "xavier", "normal_1", "1c/gap")
     final_gap = _paired(context, table, "final_accuracy", "xavier", "normal_1", "1c/final")
     detail = f"Xavier minus N(0, 1): learning-curve accuracy {gap.text()}; final accuracy {final_gap.text()}."
-    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap), ("xavier", "normal_1"))
+    return Outcome(gap, decide(gap), detail + few_seeds_note(gap), ("xavier", "normal_1"))
 
 
 def _zeros_trains(context: Context) -> Outcome:
@@ -186,17 +146,16 @@ def _zeros_trains(context: Context) -> Outcome:
     trains = _trains(context, table, "zeros", "1d")
     raw = context.interval(_arm_values(table, "zeros", "final_accuracy"), "1d/raw")
     detail = f"Constant 0 final test accuracy: {raw.text()}."
-    return Outcome(trains, _decide_above(trains), detail + _few_seeds(trains), ("zeros",))
+    return Outcome(trains, decide(trains), detail + few_seeds_note(trains), ("zeros",))
 
 
 def _ones_fails(context: Context) -> Outcome:
     table = _table(context, "init")
     _need_arms(table, ["ones"])
     trains = _trains(context, table, "ones", "1e")
-    verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(_decide_above(trains), INCONCLUSIVE)
     raw = context.interval(_arm_values(table, "ones", "final_accuracy"), "1e/raw")
-    detail = f"Constant 1 final test accuracy: {raw.text()}.{_few_seeds(trains)}"
-    return Outcome(trains, verdict, detail, ("ones",))
+    detail = f"Constant 1 final test accuracy: {raw.text()}.{few_seeds_note(trains)}"
+    return Outcome(trains, decide_below(trains), detail, ("ones",))
 
 
 def _zeros_stays_symmetric(context: Context) -> Outcome:
@@ -205,7 +164,6 @@ def _zeros_stays_symmetric(context: Context) -> Outcome:
     zeros = table[table["arm"] == "zeros"]
     share = context.interval(zeros["max_distinct_share"].to_numpy(), "1f")
     statistic = share.shifted(context.analysis.collapsed_fraction)
-    verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(_decide_above(statistic), INCONCLUSIVE)
     exact = zeros[zeros["max_distinct_units"] <= 1]
     accuracy = context.interval(exact["final_accuracy"].to_numpy(), "1f/exact")
     detail = (
@@ -215,22 +173,15 @@ def _zeros_stays_symmetric(context: Context) -> Outcome:
         f"Seeds whose hidden layers stayed exact copies of one unit throughout: {len(exact)}, final test "
         f"accuracy {accuracy.text()}: a width-1 sigmoid network separates two Gaussians, no noise needed."
     )
-    return Outcome(statistic, verdict, detail + _few_seeds(statistic), ("zeros",))
+    return Outcome(statistic, decide_below(statistic), detail + few_seeds_note(statistic), ("zeros",))
 
 
 def _ones_saturates(context: Context) -> Outcome:
     table = _table(context, "init")
     _need_arms(table, ["ones", "zeros"])
     gap = _paired(context, table, "final_saturated_fraction", "ones", "zeros", "1g")
-    statistic = gap.shifted(context.analysis.saturated_majority)
-    if gap.n_seeds < 2:
-        verdict = INCONCLUSIVE
-    elif statistic.above:
-        verdict = SUPPORTED
-    elif gap.below:
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
+    # supported above the majority share, contradicted only when constant 1 saturates less than constant 0
+    decision = decide(gap, above=context.analysis.saturated_majority, below=0.0)
     ones = context.interval(_arm_values(table, "ones", "final_saturated_fraction"), "1g/ones")
     zeros = context.interval(_arm_values(table, "zeros", "final_saturated_fraction"), "1g/zeros")
     detail = (
@@ -238,7 +189,7 @@ def _ones_saturates(context: Context) -> Outcome:
         f"{zeros.text()}; both keep one distinct unit per layer, so saturation (gradient factor "
         f"sigma' < m(1 - m)) is what separates the arm that trains from the one that does not."
     )
-    return Outcome(gap, verdict, detail + _few_seeds(gap), ("ones", "zeros"))
+    return Outcome(gap, decision, detail + few_seeds_note(gap), ("ones", "zeros"))
 
 
 # ---------------------------------------------------------------------------------------------- question 2
@@ -272,15 +223,13 @@ def _later_layers_faster(context: Context) -> Outcome:
         (a, b): context.interval((steps[a] - steps[b]).dropna().to_numpy(), f"2a/{a}-{b}")
         for a, b in zip(layers[:-1], layers[1:], strict=True)
     }
-    reversed_pairs = [pair for pair, d in adjacent.items() if d.below]
-    if agreement.n_seeds < 2:
-        verdict = INCONCLUSIVE
-    elif agreement.below:
-        verdict = CONTRADICTED
-    elif agreement.above and not reversed_pairs:
-        verdict = SUPPORTED
-    else:
-        verdict = INCONCLUSIVE
+    reversed_pairs = [pair for pair, d in adjacent.items() if lies_below(d)]
+    # a clearly reversed pair blocks support but does not contradict: the order may still hold overall
+    decision = verdict(
+        supported=lies_above(agreement) and not reversed_pairs,
+        contradicted=lies_below(agreement),
+        n_seeds=agreement.n_seeds,
+    )
     per_layer = "; ".join(
         f"layer {layer}: {context.interval(steps[layer].dropna().to_numpy(), f'2a/{layer}').text(0)}"
         for layer in layers
@@ -292,7 +241,7 @@ def _later_layers_faster(context: Context) -> Outcome:
         + (f" Clearly reversed: {reversed_pairs}." if reversed_pairs else "")
         + (f" {censored} layer-run(s) never settled (counted at the last step)." if censored else "")
     )
-    return Outcome(agreement, verdict, detail + _few_seeds(agreement), tuple(table["arm"].unique()))
+    return Outcome(agreement, decision, detail + few_seeds_note(agreement), tuple(table["arm"].unique()))
 
 
 def _last_layer_monotone(context: Context) -> Outcome:
@@ -308,7 +257,7 @@ def _last_layer_monotone(context: Context) -> Outcome:
         for layer in layers
     )
     detail = f"Monotonicity of the change on the way to convergence per layer: {per_layer}."
-    return Outcome(gap, _decide_above(gap), detail + _few_seeds(gap), tuple(table["arm"].unique()))
+    return Outcome(gap, decide(gap), detail + few_seeds_note(gap), tuple(table["arm"].unique()))
 
 
 # ---------------------------------------------------------------------------------------------- question 3
@@ -353,19 +302,13 @@ def _regularization_shrinks(context: Context) -> Outcome:
         results[arm] = (base, _relative_shrinkage(context, table, arm, base, f"3a/{arm}"))
     # An arm left without a measure (all its runs diverged) is the weakest evidence of all.
     weakest = min(results, key=lambda a: (not np.isnan(results[a][1].estimate), results[a][1].estimate))
-    intervals = [i for _, i in results.values()]
-    if all(i.above for i in intervals):
-        verdict = SUPPORTED
-    elif any(i.below for i in intervals):
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
+    decision = decide_every(i for _, i in results.values())
     detail = "Relative shrinkage of mean |w| (1 - arm / unregularized): " + "; ".join(
         f"{arm} vs {base}: {i.text()}" for arm, (base, i) in sorted(results.items())
     )
     interval = results[weakest][1]
     arms = tuple(sorted({a for arm, (base, _) in results.items() for a in (arm, base)}))
-    return Outcome(interval, verdict, f"Smallest: {weakest}. {detail}.{_few_seeds(interval)}", arms)
+    return Outcome(interval, decision, f"Smallest: {weakest}. {detail}.{few_seeds_note(interval)}", arms)
 
 
 def _sparse(context: Context, table: pd.DataFrame, arm: str, name: str) -> Interval:
@@ -386,7 +329,7 @@ def _strong_l1_sparse(context: Context) -> Outcome:
         f"Share of traced first-layer weights with |w| < {threshold:g} at the last step: {strong} "
         f"{raw.text()}, unregularized {base} {base_raw.text()}."
     )
-    return Outcome(sparse, _decide_above(sparse), detail + _few_seeds(sparse), (strong, base))
+    return Outcome(sparse, decide(sparse), detail + few_seeds_note(sparse), (strong, base))
 
 
 def _l2_shrinks_not_sparse(context: Context) -> Outcome:
@@ -395,21 +338,18 @@ def _l2_shrinks_not_sparse(context: Context) -> Outcome:
     base = _baseline(table, "l2")
     shrink = _relative_shrinkage(context, table, strong, base, "3c/shrink")
     sparse = _sparse(context, table, strong, "3c/sparse")
-    if shrink.n_seeds < 2:
-        verdict = INCONCLUSIVE
-    elif shrink.above and sparse.below:
-        verdict = SUPPORTED
-    elif shrink.below or sparse.above:
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
+    decision = verdict(
+        supported=lies_above(shrink) and lies_below(sparse),
+        contradicted=lies_below(shrink) or lies_above(sparse),
+        n_seeds=shrink.n_seeds,
+    )
     raw = context.interval(_arm_values(table, strong, "near_zero_fraction"), "3c/raw")
     detail = (
         f"{strong} vs {base}: relative shrinkage of mean |w| {shrink.text()}; share of traced weights with "
         f"|w| < {context.analysis.sparsity_threshold:g}: {raw.text()} (sparse above "
         f"{context.analysis.sparse_fraction:g})."
     )
-    return Outcome(shrink, verdict, detail + _few_seeds(shrink), (strong, base))
+    return Outcome(shrink, decision, detail + few_seeds_note(shrink), (strong, base))
 
 
 def _l1_costs_accuracy(context: Context) -> Outcome:
@@ -424,19 +364,12 @@ def _l1_costs_accuracy(context: Context) -> Outcome:
     cost = _paired(context, table, "final_accuracy", base, strong_l1, "3d/cost")
     l2_better = _paired(context, table, "final_accuracy", strong_l2, strong_l1, "3d/l2")
     l2_cost = _paired(context, table, "final_accuracy", base, strong_l2, "3d/l2cost")
-    if cost.n_seeds < 2:
-        verdict = INCONCLUSIVE
-    elif cost.above and l2_better.above:
-        verdict = SUPPORTED
-    elif cost.below or l2_better.below:
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
+    decision = decide_every([cost, l2_better], n_seeds=cost.n_seeds)
     detail = (
         f"Final test accuracy, {base} minus {strong_l1}: {cost.text()}; {strong_l2} minus {strong_l1}: "
         f"{l2_better.text()}; {base} minus {strong_l2}: {l2_cost.text()}."
     )
-    return Outcome(cost, verdict, detail + _few_seeds(cost), (base, strong_l1, strong_l2))
+    return Outcome(cost, decision, detail + few_seeds_note(cost), (base, strong_l1, strong_l2))
 
 
 # ---------------------------------------------------------------------------------------------- the claims
@@ -445,9 +378,12 @@ LEARNING_CURVE = (
     "learning-curve accuracy = mean test accuracy over the evaluations after step 0 (normalised area under "
     "the curve; rewards training fast and well); a diverged run scores chance from its divergence step on"
 )
+ABOVE_ZERO = (
+    f"supported when the {LEVEL} interval lies above 0; contradicted when below 0; otherwise inconclusive."
+)
 TRAINS = "an arm trains when its final test accuracy minus (chance_accuracy + trained_margin) is above 0"
 
-CLAIMS: tuple[Claim, ...] = (
+CLAIMS: tuple[Claim[Context], ...] = (
     Claim(
         "1a",
         "init",
@@ -456,8 +392,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Per seed, Xavier's learning-curve accuracy minus each reference arm's "
         f"({', '.join(REFERENCE_INIT_ARMS)}); {LEARNING_CURVE}. Statistic: the difference to the closest "
         "arm.",
-        "supported when every difference has a 95% interval above 0; contradicted when any lies below 0; "
-        "otherwise inconclusive.",
+        f"supported when every difference has a {LEVEL} interval above 0; contradicted when any lies below "
+        "0; otherwise inconclusive.",
         _xavier_best,
     ),
     Claim(
@@ -477,7 +413,7 @@ CLAIMS: tuple[Claim, ...] = (
         "N(0, 1) trains slower.",
         "Large random normal weights train slower than Xavier.",
         f"Per seed, Xavier minus N(0, 1) learning-curve accuracy; {LEARNING_CURVE}.",
-        "supported when the 95% interval lies above 0; contradicted when below 0; otherwise inconclusive.",
+        ABOVE_ZERO,
         _large_normal_slower,
     ),
     Claim(
@@ -486,7 +422,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Constant 0 initialization eventually trains.",
         "Constant 0 trains after a delay; guessed to come from numerical noise across cores.",
         "Constant 0's final test accuracy minus (chance_accuracy + trained_margin), over seeds.",
-        "supported when the 95% interval lies above 0; contradicted when below 0; otherwise inconclusive.",
+        ABOVE_ZERO,
         _zeros_trains,
     ),
     Claim(
@@ -495,8 +431,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Constant 1 initialization does not train.",
         "Constant 1 stays at chance accuracy.",
         "Constant 1's final test accuracy minus (chance_accuracy + trained_margin), over seeds.",
-        "supported when the 95% interval lies below 0 (never beats chance by the margin); contradicted when "
-        "above 0; otherwise inconclusive.",
+        f"supported when the {LEVEL} interval lies below 0 (never beats chance by the margin); contradicted "
+        "when above 0; otherwise inconclusive.",
         _ones_fails,
     ),
     Claim(
@@ -506,8 +442,8 @@ CLAIMS: tuple[Claim, ...] = (
         "Not in the reference, which guessed numerical noise across cores breaks the symmetry.",
         "Per seed, the largest share of distinct units (rows equal within diagnostics.distinct_tolerance) in "
         "any hidden layer at any evaluation, minus collapsed_fraction.",
-        "supported when the 95% interval lies below 0 (collapsed throughout); contradicted when above 0; "
-        "otherwise inconclusive.",
+        f"supported when the {LEVEL} interval lies below 0 (collapsed throughout); contradicted when above "
+        "0; otherwise inconclusive.",
         _zeros_stays_symmetric,
     ),
     Claim(
@@ -517,7 +453,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Not in the reference.",
         "Per seed, saturated share of hidden sigmoid outputs at the last step (output within "
         "diagnostics.saturation_margin of 0 or 1), constant 1 minus constant 0.",
-        "supported when the 95% interval lies above saturated_majority; contradicted when below 0; "
+        f"supported when the {LEVEL} interval lies above saturated_majority; contradicted when below 0; "
         "otherwise inconclusive.",
         _ones_saturates,
     ),
@@ -530,9 +466,9 @@ CLAIMS: tuple[Claim, ...] = (
         "traced weights per snapshot (smoothed over smoothing_snapshots) stays below convergence_fraction x "
         "its mean over the first early_snapshots. Statistic: per seed, minus the rank correlation of layer "
         "index and convergence step (+1 = every later layer converges sooner).",
-        "supported when the 95% interval lies above 0 and no adjacent pair of layers is clearly reversed "
-        "(earlier minus later step with interval below 0); contradicted when the interval lies below 0; "
-        "otherwise inconclusive.",
+        f"supported when the {LEVEL} interval lies above 0 and no adjacent pair of layers is clearly "
+        "reversed (earlier minus later step with interval below 0); contradicted when the interval lies "
+        "below 0; otherwise inconclusive.",
         _later_layers_faster,
     ),
     Claim(
@@ -543,7 +479,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Per seed and layer, monotonicity = minus the rank correlation of step and smoothed relative change "
         "up to the layer's convergence step (1 = falls at every snapshot). Statistic: last layer minus "
         "first layer.",
-        "supported when the 95% interval lies above 0; contradicted when below 0; otherwise inconclusive.",
+        ABOVE_ZERO,
         _last_layer_monotone,
     ),
     Claim(
@@ -565,7 +501,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Strongest L1 arm: share of traced first-layer weights with |w| < sparsity_threshold at the last "
         "snapshot, minus sparse_fraction (Adam keeps L1-driven weights hovering near 0, so exact zeros are "
         "rare).",
-        "supported when the 95% interval lies above 0; contradicted when below 0; otherwise inconclusive.",
+        ABOVE_ZERO,
         _strong_l1_sparse,
     ),
     Claim(
@@ -614,36 +550,22 @@ def diverged_note(table: pd.DataFrame | None, arms: tuple[str, ...]) -> str:
 
 
 def evaluate_claims(
-    measures: Measures, analysis: AnalysisSpec, bootstrap: BootstrapSpec, claims=CLAIMS
+    measures: Measures,
+    analysis: AnalysisSpec,
+    bootstrap: BootstrapSpec,
+    claims: tuple[Claim[Context], ...] = CLAIMS,
 ) -> pd.DataFrame:
-    """One row per claim: statistic, interval, seeds, verdict, and the reference's conclusion beside it."""
+    """One row per claim: statistic, interval, seeds, verdict, and the reference's conclusion beside it.
+
+    Texts state the confidence level of `bootstrap`; a claim whose arms are missing is not_measured.
+    """
     context = Context(measures, analysis, bootstrap)
-    rows = []
+    results = []
     for claim in claims:
-        try:
-            outcome = claim.evaluate(context)
-        except Missing as reason:
-            outcome = not_measured(f"Not measured: {reason}.")
-        detail = outcome.detail + diverged_note(getattr(measures, claim.question), outcome.arms)
-        if outcome.verdict not in VERDICTS:
-            raise ValueError(f"claim {claim.claim_id} returned unknown verdict {outcome.verdict!r}")
-        rows.append(
-            {
-                "claim_id": claim.claim_id,
-                "question": claim.question,
-                "statement": claim.statement,
-                "statistic": outcome.interval.estimate,
-                "ci_low": outcome.interval.low,
-                "ci_high": outcome.interval.high,
-                "n_seeds": int(outcome.interval.n_seeds),
-                "verdict": outcome.verdict,
-                "reference_conclusion": claim.reference_conclusion,
-                "measure": claim.measure,
-                "rule": claim.rule,
-                "detail": detail,
-            }
-        )
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS).astype({"n_seeds": "int64"})
+        outcome = claim.outcome(context)
+        note = diverged_note(getattr(measures, claim.question), outcome.arms)
+        results.append(claim.result(outcome, bootstrap.level, note))
+    return claims_table(results)
 
 
 def arm_summaries(measures: Measures, bootstrap: BootstrapSpec) -> pd.DataFrame:
