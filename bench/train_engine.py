@@ -14,7 +14,7 @@ Everything runs in one process with the same number of torch threads:
    share of the measured matmul throughput, whether the 5-seed runs are bit-identical inside the 20-seed
    batches, and the targets of the performance issue (checked on wall time; `--quick` skips them).
 
-The engine is timed through dlatoms.experiment.train_seeds, one call per arm (per chunk of seeds), data
+The engine is timed through dlatoms.mlp.training.train_seeds, one call per arm (per chunk of seeds), data
 already in memory; its time is the best of 3 repeats. The eager loop trains each run as an nn.Module MLP
 with torch.optim.Adam on the same initial parameters and minibatches, evaluating train/test loss and
 accuracy (and copying the traced weights) at the same steps but computing no unit diagnostics; it runs

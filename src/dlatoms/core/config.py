@@ -1,4 +1,4 @@
-"""Config checks the JSON schema cannot express, and the per-arm specs handed to training jobs."""
+"""Config errors a user can act on: JSON-schema validation with messages that name the key and the fix."""
 
 from __future__ import annotations
 

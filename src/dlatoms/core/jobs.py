@@ -1,4 +1,4 @@
-"""Entry points of the Snakemake rule scripts: each unpacks nothing but plain values."""
+"""What every rule script's job shares: logging to the job's log file, with the error logged too."""
 
 from __future__ import annotations
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 from dlatoms.core.config import ConfigError, did_you_mean
 from dlatoms.core.device import DEVICE_SETTINGS, needs_gpu
-from dlatoms.finetune.data import DIGITS
+from dlatoms.finetune.data import DIGITS, TARGET_DATASETS
 from dlatoms.finetune.shapes import check_shape_names
 from dlatoms.finetune.strategies import check_strategy
-from dlatoms.finetune.weights import WeightsError, check_model_name, inspect_weights
+from dlatoms.finetune.weights import WEIGHT_SOURCES, WeightsError, check_model_name, inspect_weights
 
 DATA_DIR = "results/finetune/data"
-SCENARIO_AXES = ("similarity", "size")
 
 
 def _section(config: dict) -> dict:
@@ -86,6 +85,17 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
     tensors, the model's architecture). `cache_dir` keeps timm's model names between Snakemake starts.
     """
     section = _section(config)
+    _check_names_and_settings(config)
+    _check_shapes(section["shapes"])
+    _check_targets(section)
+    _check_schedules(section)
+    _check_model(section["model"], cache_dir)
+    _check_recommendations(config)
+
+
+def _check_names_and_settings(config: dict) -> None:
+    """Unique arm, similarity and size names; a known device; each arm's strategy and its parameters."""
+    section = _section(config)
     _unique(arm_names(config), "config.finetune.arms[{i}].name")
     _unique(similarities(config), "config.finetune.targets[{i}].similarity")
     _unique(sizes(config), "config.finetune.sizes[{i}].size")
@@ -98,7 +108,10 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
             check_strategy(arm["strategy"], f"config.finetune.arms[{i}].strategy")
         except ValueError as error:
             raise ConfigError(str(error)) from None
-    shapes = section["shapes"]
+
+
+def _check_shapes(shapes: dict) -> None:
+    """Known, unique and disjoint source and target shape classes; [low, high] ranges in order."""
     for key in ("source_classes", "target_classes"):
         try:
             check_shape_names(shapes[key], f"config.finetune.shapes.{key}")
@@ -119,8 +132,18 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
             f"config.finetune.shapes.aspect: low {shapes['aspect'][0]} is above high {shapes['aspect'][1]}; "
             "give [low, high]"
         )
+
+
+def _check_targets(section: dict) -> None:
+    """Known target data sets, each holding enough images per class for the largest size."""
     largest = max(size["train_per_class"] for size in section["sizes"])
     for i, target in enumerate(section["targets"]):
+        if target["dataset"] not in TARGET_DATASETS:
+            raise ConfigError(
+                f"config.finetune.targets[{i}].dataset: {target['dataset']!r}"
+                f"{did_you_mean(target['dataset'], list(TARGET_DATASETS))}; choose one of "
+                f"{', '.join(TARGET_DATASETS)}"
+            )
         if target["dataset"] in DIGITS:
             capacity = DIGITS[target["dataset"]].per_class
             if largest + section["test_per_class"] > capacity:
@@ -129,6 +152,10 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
                     f"class, fewer than the largest size's train_per_class {largest} + test_per_class "
                     f"{section['test_per_class']}; lower one of them"
                 )
+
+
+def _check_schedules(section: dict) -> None:
+    """Every training schedule (the source's, each size's) has eval_every <= epochs."""
     for where, schedule in [("source", section["source"])] + [
         (f"sizes[{i}]", size) for i, size in enumerate(section["sizes"])
     ]:
@@ -137,11 +164,18 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
                 f"config.finetune.{where}.eval_every: {schedule['eval_every']} is more than epochs "
                 f"({schedule['epochs']}); set eval_every <= epochs"
             )
-    model = section["model"]
+
+
+def _check_model(model: dict, cache_dir: str | Path | None) -> None:
+    """A timm model name timm knows, a known weights source and, for `weights: file`, a usable file."""
     try:
         check_model_name(model["name"], cache_dir)
     except WeightsError as error:
         raise ConfigError(f"config.finetune.model.name: {error}") from None
+    if model["weights"] not in WEIGHT_SOURCES:
+        raise ConfigError(
+            f"config.finetune.model.weights: {model['weights']!r}; choose one of {', '.join(WEIGHT_SOURCES)}"
+        )
     if model["weights"] == "file":
         if not model.get("file"):
             raise ConfigError(
@@ -152,6 +186,11 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
             inspect_weights(model["file"], model["name"])
         except WeightsError as error:
             raise ConfigError(f"config.finetune.model.file: {error}") from None
+
+
+def _check_recommendations(config: dict) -> None:
+    """Controls and recommended arms name existing arms; recommendations name existing scenarios."""
+    section = _section(config)
     names = {scenario_name(similarity, size) for similarity, size in scenarios(config)}
     for i, arm in enumerate(section.get("controls", [])):
         if arm not in arm_names(config):
@@ -249,10 +288,6 @@ def digits_spec(config: dict, dataset: str) -> dict:
         "test_per_class": section["test_per_class"],
         "seed": section["data_seed"],
     }
-
-
-def digit_datasets(config: dict) -> list[str]:
-    return sorted({t["dataset"] for t in _section(config)["targets"] if t["dataset"] in DIGITS})
 
 
 def pretrain_spec(config: dict) -> dict:

@@ -123,6 +123,7 @@ DIGITS: dict[str, DigitSource] = {
     "mnist": DigitSource(_mnist, per_class=500, content_fraction=28 / 32),
     "sklearn_digits": DigitSource(_sklearn_digits, per_class=174, content_fraction=28 / 32),
 }
+# Every target data set a scenario can use (config finetune.targets[].dataset).
 TARGET_DATASETS = ("shapes", *DIGITS)
 
 

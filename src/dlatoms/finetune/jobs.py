@@ -345,15 +345,17 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
         test = _split(image_set.test_images, image_set.test_labels, stats, device)
         model = _model_factory(spec["model"], weights, len(image_set.classes), 0)(True).to(device)
         names = stage_names(model)
-        train_labels, test_labels = image_set.train_labels, image_set.test_labels
+        train_labels = image_set.train_labels
         rows = []
         for pool in spec["pools"]:
             stages: list[int | str] = list(range(len(names)))
             if pool == spec["pools"][0]:
                 stages.append(FINAL)  # the pooled pre-logits features do not depend on `pool`
             started = time.perf_counter()
-            train_features = extract_features(model, pool_split.images, stages, pool)
-            test_features = extract_features(model, test.images, stages, pool)
+            features = (
+                extract_features(model, pool_split.images, stages, pool),
+                extract_features(model, test.images, stages, pool),
+            )
             extract_time = (time.perf_counter() - started) / len(stages)
             log.info("%s: features of %d stages, pool %d, in %.1f s", spec["similarity"], len(stages), pool,
                      extract_time * len(stages))  # fmt: skip
@@ -364,40 +366,18 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
                     evaluated = chosen[
                         _train_eval_rows(train_labels[chosen], spec["eval_train_per_class"], seed)
                     ]
-                    for stage in stages:
-                        started = time.perf_counter()
-                        features = train_features[stage]
-                        probe = fit_probe(features[chosen], train_labels[chosen], spec["C"], seed, threads)
-                        elapsed = extract_time + time.perf_counter() - started
-                        final = stage == FINAL
-                        scored = (("train", features[evaluated], train_labels[evaluated]),
-                                  ("test", test_features[stage], test_labels))  # fmt: skip
-                        for split_name, split_features, labels in scored:
-                            accuracy, loss = probe.score(split_features, labels)
-                            rows.append(
-                                {
-                                    **identity,
-                                    "seed": seed,
-                                    "stage": len(names) if final else stage,
-                                    "module": FINAL if final else names[stage],
-                                    "pool": 1 if final else pool,
-                                    "features": features.shape[1],
-                                    "split": split_name,
-                                    "accuracy": accuracy,
-                                    "loss": loss,
-                                    "probe_c": probe.C,
-                                    "fit_time_s": elapsed,
-                                }
-                            )
+                    seed_rows = _probe_stages(
+                        spec, image_set, features, names, stages, pool, chosen, evaluated, seed, threads,
+                        {**identity, "seed": seed}, extract_time,
+                    )  # fmt: skip
+                    rows.extend(seed_rows)
                     log.info(
                         "%s_%s seed %d pool %d: test accuracy per stage %s",
                         size["size"],
                         spec["similarity"],
                         seed,
                         pool,
-                        ", ".join(
-                            f"{r['module']} {r['accuracy']:.3f}" for r in rows[-2 * len(stages) + 1 :: 2]
-                        ),
+                        ", ".join(f"{r['module']} {r['accuracy']:.3f}" for r in seed_rows[1::2]),
                     )
         frame = typed_frame(rows, STAGE_PROBE_COLUMNS)
         order = {size["size"]: i for i, size in enumerate(spec["sizes"])}
@@ -405,6 +385,55 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
             ["size", "seed", "pool", "stage"], key=lambda c: c.map(order) if c.name == "size" else c
         )
         write_parquet_atomic(frame.reset_index(drop=True), output)
+
+
+def _probe_stages(
+    spec: dict,
+    image_set: ImageSet,
+    features: tuple[dict[int | str, np.ndarray], dict[int | str, np.ndarray]],
+    names: list[str],
+    stages: list[int | str],
+    pool: int,
+    chosen: np.ndarray,
+    evaluated: np.ndarray,
+    seed: int,
+    threads: int,
+    identity: dict,
+    extract_time: float,
+) -> list[dict]:
+    """One seed's probe on each stage's features: a train and a test row per stage, in that order.
+
+    `features` are the (training pool, test) features of each stage; the probe fits on the pool's rows
+    `chosen` and is scored on the rows `evaluated` and on the test images.
+    """
+    train_features, test_features = features
+    train_labels, test_labels = image_set.train_labels, image_set.test_labels
+    rows = []
+    for stage in stages:
+        started = time.perf_counter()
+        stage_features = train_features[stage]
+        probe = fit_probe(stage_features[chosen], train_labels[chosen], spec["C"], seed, threads)
+        elapsed = extract_time + time.perf_counter() - started
+        final = stage == FINAL
+        scored = (("train", stage_features[evaluated], train_labels[evaluated]),
+                  ("test", test_features[stage], test_labels))  # fmt: skip
+        for split_name, split_features, labels in scored:
+            accuracy, loss = probe.score(split_features, labels)
+            rows.append(
+                {
+                    **identity,
+                    "stage": len(names) if final else stage,
+                    "module": FINAL if final else names[stage],
+                    "pool": 1 if final else pool,
+                    "features": stage_features.shape[1],
+                    "split": split_name,
+                    "accuracy": accuracy,
+                    "loss": loss,
+                    "probe_c": probe.C,
+                    "fit_time_s": elapsed,
+                }
+            )
+    return rows
 
 
 def aggregate_finetune_tables_job(

@@ -1,8 +1,7 @@
-"""Question 4's answers from its tables: per-seed final accuracies, claims 4a-4e, and three figures.
+"""Question 4's per-seed measures: final accuracies per arm and scenario, and each scenario's summary.
 
-Claims use the shared machinery of questions 1-3 (dlatoms.stats bootstrap intervals over seeds, the verdict
-names and claim-table columns of dlatoms.claims); figures use dlatoms.figures' style and atomic writing.
-Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are paired per seed.
+Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are paired per seed;
+intervals are dlatoms.core.stats bootstrap intervals over seeds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Question 4: transfer strategies for a pretrained timm model, the training loop and the linear probe.
+"""Question 4's transfer strategies for a pretrained timm model, looked up by name.
 
 A strategy is looked up by name in STRATEGIES (config `finetune.arms[].strategy.name`) and takes the
 parameters listed in STRATEGY_PARAMETERS. Each one gets a `Run` (one seed of one scenario: its data,

@@ -1,12 +1,7 @@
-"""Question 4: transfer strategies for a pretrained timm model, the training loop and the linear probe.
+"""Question 4's training machinery: model parameter groups, the training loop and the linear probe.
 
-A strategy is looked up by name in STRATEGIES (config `finetune.arms[].strategy.name`) and takes the
-parameters listed in STRATEGY_PARAMETERS. Each one gets a `Run` (one seed of one scenario: its data,
-schedule, model factory and device) and returns tidy rows (epoch, split, accuracy, loss, ...).
-
-Epoch 0 is the state before any gradient step: the initial network for trained strategies, the fitted
-classifier for linear probes (which take no gradient steps) and the probe-initialized network for
-probe_then_finetune.
+Strategies (dlatoms.finetune.strategies) build on these: each gets a `Run` (one seed of one scenario: its
+data, schedule, model factory and device) and returns tidy rows (epoch, split, accuracy, loss, ...).
 """
 
 from __future__ import annotations
@@ -37,6 +32,10 @@ class Schedule:
     batch_size: int = 64
     eval_every: int = 1
     lr_schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     @classmethod
     def from_params(cls, params: dict) -> Schedule:
@@ -175,11 +174,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# Learning-rate schedules (config `finetune.lr_schedule`): the multiplier of the base learning rate at
+# `step` of `total`; cosine decays to 0.
+LR_SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "cosine": lambda step, total: 0.5 * (1.0 + math.cos(math.pi * step / total)),
+    "constant": lambda step, total: 1.0,
+}
+
+
 def lr_scale(schedule: str, step: int, total: int) -> float:
-    """Multiplier of the base learning rate at `step` of `total` (cosine decays to 0)."""
-    if schedule == "constant":
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * step / total))
+    """Multiplier of the base learning rate at `step` of `total` (see LR_SCHEDULES)."""
+    return LR_SCHEDULES[schedule](step, total)
 
 
 def train_network(model: nn.Module, groups: list[dict], run: Run) -> list[Row]:

@@ -18,7 +18,6 @@ import tempfile
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,6 +26,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+# Where pretrained weights come from (config `finetune.model.weights`): pretrained on the source shapes in
+# this pipeline, timm's pretrained weights, or a local file.
 WEIGHT_SOURCES = ("source", "timm", "file")
 METADATA_KEY = "dlatoms"  # .safetensors metadata entry holding our JSON (architecture, classes, ...)
 # timm's BatchNorm counters: harmless when a file lacks them (older or converted checkpoints).
@@ -35,25 +36,6 @@ OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 
 class WeightsError(ValueError):
     """Pretrained weights that cannot be used; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which timm model and which pretrained weights (config `finetune.model`)."""
-
-    name: str = "test_resnet"
-    weights: str = "source"
-    file: str | None = None
-    offline: bool = True
-
-    @classmethod
-    def from_params(cls, params: dict) -> ModelSpec:
-        return cls(
-            name=str(params.get("name", cls.name)),
-            weights=str(params.get("weights", cls.weights)),
-            file=params.get("file") or None,
-            offline=bool(params.get("offline", cls.offline)),
-        )
 
 
 def save_checkpoint(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict) -> None:

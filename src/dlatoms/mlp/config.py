@@ -1,4 +1,4 @@
-"""Config checks the JSON schema cannot express, and the per-arm specs handed to training jobs."""
+"""Questions 1-3's config: checks the JSON schema cannot express, arm names and each training job's spec."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,9 +25,6 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-LOSSES = ("mse", "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,12 @@ class NetworkSpec:
     hidden_sizes: tuple[int, ...]
     output_dim: int = 2
     activation: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"network.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -56,9 +59,17 @@ class TrainingSpec:
     eval_every: int = 50
     trace_every: int = 50
     traced_weights: int = 50
-    traced_layers: str = "all"  # "all" or "first"
+    traced_layers: str = "all"  # one of TRACED_LAYERS
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.traced_layers not in TRACED_LAYERS:
+            raise ValueError(
+                f"training.traced_layers must be one of {list(TRACED_LAYERS)}, got {self.traced_layers!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -134,23 +145,44 @@ BMM_BLAS_MIN = 400
 EVAL_NETWORKS = 64
 
 
-def _activate_into(z: torch.Tensor, out: torch.Tensor, activation: str) -> None:
-    if activation == "sigmoid":
-        torch.sigmoid(z, out=out)
-    elif activation == "tanh":
-        torch.tanh(z, out=out)
-    else:
-        torch.clamp_min(z, 0.0, out=out)  # what torch.relu computes
+@dataclass(frozen=True)
+class Activation:
+    """A hidden activation: how to apply it, back-propagate through it, and tell a saturated output."""
+
+    apply: Callable[[torch.Tensor, torch.Tensor], object]  # (z, out): out = activation(z)
+    backpropagate: Callable[[torch.Tensor, torch.Tensor], object]  # (delta, a): delta *= d a / dz, in place
+    saturated: Callable[[torch.Tensor, float], torch.Tensor]  # (a, margin): which outputs are saturated
 
 
-def _backpropagate_activation(delta: torch.Tensor, a: torch.Tensor, activation: str) -> None:
-    """delta *= d activation / dz, written in terms of the activation a; in place."""
-    if activation == "sigmoid":
-        torch.ops.aten.sigmoid_backward.grad_input(delta, a, grad_input=delta)  # delta * (1 - a) * a
-    elif activation == "tanh":
-        torch.ops.aten.tanh_backward.grad_input(delta, a, grad_input=delta)  # delta * (1 - a * a)
-    else:
-        delta.mul_(a > 0)
+def _sigmoid_saturated(a: torch.Tensor, margin: float) -> torch.Tensor:
+    low, high = torch.tensor(margin), torch.tensor(1.0 - margin)  # compare as float32, like Python floats
+    return (a < low) | (a > high)
+
+
+# The activations a network can use (config `network.activation`), by name.
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation(
+        apply=lambda z, out: torch.sigmoid(z, out=out),
+        # delta * (1 - a) * a
+        backpropagate=lambda delta, a: torch.ops.aten.sigmoid_backward.grad_input(delta, a, grad_input=delta),
+        saturated=_sigmoid_saturated,
+    ),
+    "tanh": Activation(
+        apply=lambda z, out: torch.tanh(z, out=out),
+        # delta * (1 - a * a)
+        backpropagate=lambda delta, a: torch.ops.aten.tanh_backward.grad_input(delta, a, grad_input=delta),
+        saturated=lambda a, margin: a.abs() > 1.0 - 2.0 * margin,
+    ),
+    "relu": Activation(
+        apply=lambda z, out: torch.clamp_min(z, 0.0, out=out),  # what torch.relu computes
+        backpropagate=lambda delta, a: delta.mul_(a > 0),
+        saturated=lambda a, margin: a <= 0,  # dead ReLU outputs
+    ),
+}
+# The losses on one-hot labels (config `training.loss`); `data_loss` and `_Trainer` compute them.
+LOSSES = ("mse", "cross_entropy")
+# Which weight layers a batch traces (config `training.traced_layers`): every layer, or the first only.
+TRACED_LAYERS = ("all", "first")
 
 
 def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
@@ -224,34 +256,67 @@ class _Store:
 
 @dataclass
 class _Pass:
-    """Buffers of a forward and backward pass of `networks` networks on `n` examples, all transposed."""
+    """Buffers of a forward and backward pass of `networks` networks on `n` examples, all transposed.
+
+    With `lone`, a single network's buffers are its 2-D views without the batch dimension, multiplied by
+    torch.mm: that skips bmm's overhead and gives the same BLAS numbers (see `train_batch`).
+    """
 
     layout: Layout
     networks: int
     n: int
     backward: bool = False
+    lone: bool = False
     pre_activations: list[torch.Tensor] = field(init=False)  # (networks, units, n)
     hidden: list[torch.Tensor] = field(init=False)  # (networks, units + 1, n), last row ones
     values: list[torch.Tensor] = field(init=False)  # views: hidden without the row of ones
+    hidden_t: list[torch.Tensor] = field(init=False)  # views: hidden transposed, (networks, n, units + 1)
     outputs: torch.Tensor = field(init=False)  # (networks, out, n)
-    deltas: list[torch.Tensor] = field(init=False)  # (networks, fan_out, n) of each layer
+    deltas: list[torch.Tensor] = field(init=False)  # (networks, fan_out, n): d loss / d pre-activation
 
     def __post_init__(self) -> None:
         units = [fan_out for _, fan_out in self.layout.shapes]
-        self.pre_activations = [torch.empty(self.networks, u, self.n) for u in units[:-1]]
-        self.hidden = [torch.ones(self.networks, u + 1, self.n) for u in units[:-1]]
-        self.values = [h[:, :-1] for h in self.hidden]
-        self.outputs = torch.empty(self.networks, units[-1], self.n)
-        self.deltas = [torch.empty(self.networks, u, self.n) for u in units] if self.backward else []
+        self.pre_activations = self.views([torch.empty(self.networks, u, self.n) for u in units[:-1]])
+        self.hidden = self.views([torch.ones(self.networks, u + 1, self.n) for u in units[:-1]])
+        self.values = [h[..., :-1, :] for h in self.hidden]
+        self.hidden_t = [h.transpose(-1, -2) for h in self.hidden]
+        self.outputs = self.views([torch.empty(self.networks, units[-1], self.n)])[0]
+        self.deltas = (
+            self.views([torch.empty(self.networks, u, self.n) for u in units]) if self.backward else []
+        )
+        self.matmul = torch.mm if self.lone else torch.bmm
+
+    def views(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The tensors as this pass multiplies them: without the batch dimension if `lone`."""
+        return [t[0] for t in tensors] if self.lone else list(tensors)
 
     def forward(self, blocks: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.Tensor:
         """Outputs (networks, out, n) for inputs x (networks, in + 1, n) whose last row is ones."""
-        a = x
+        a, apply = x, ACTIVATIONS[activation].apply
         for block, z, h, v in zip(blocks[:-1], self.pre_activations, self.hidden, self.values, strict=True):
-            torch.bmm(block, a, out=z)
-            _activate_into(z, v, activation)
+            self.matmul(block, a, out=z)
+            apply(z, v)
             a = h
-        return torch.bmm(blocks[-1], a, out=self.outputs)
+        return self.matmul(blocks[-1], a, out=self.outputs)
+
+    def backpropagate(
+        self,
+        weights: list[torch.Tensor],
+        grad_blocks: list[torch.Tensor],
+        x_t: torch.Tensor,
+        activation: str,
+    ) -> None:
+        """Gradients of every [W; b]^T block into `grad_blocks`, from the output delta in `deltas[-1]`.
+
+        `weights` are the layers' (networks, fan_in, fan_out) weight matrices, `x_t` the forward pass's
+        inputs transposed, (networks, n, in + 1).
+        """
+        deltas, matmul, backpropagate = self.deltas, self.matmul, ACTIVATIONS[activation].backpropagate
+        for layer in range(len(deltas) - 1, 0, -1):
+            matmul(deltas[layer], self.hidden_t[layer - 1], out=grad_blocks[layer])
+            matmul(weights[layer], deltas[layer], out=deltas[layer - 1])
+            backpropagate(deltas[layer - 1], self.values[layer - 1])
+        matmul(deltas[0], x_t, out=grad_blocks[0])
 
 
 def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
@@ -307,7 +372,6 @@ def _unit_stats(
         for name in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
     }
     margin = diagnostics.saturation_margin
-    low, high = torch.tensor(margin), torch.tensor(1.0 - margin)  # compare as float32, like Python floats
     for layer, units in enumerate(blocks):
         w = units[:, :, :-1]
         stats["mean_abs_weight"][:, layer] = w.abs().mean(dim=(1, 2))
@@ -318,12 +382,7 @@ def _unit_stats(
         # agree within the tolerance (max-norm). Symmetric units stay exact copies of each other.
         stats["distinct_units"][:, layer] = _distinct_units(units, diagnostics.distinct_tolerance)
         a = hidden[layer]
-        if network.activation == "sigmoid":
-            saturated = (a < low) | (a > high)
-        elif network.activation == "tanh":
-            saturated = a.abs() > 1.0 - 2.0 * margin
-        else:
-            saturated = a <= 0  # dead ReLU outputs
+        saturated = ACTIVATIONS[network.activation].saturated(a, margin)
         # The fraction as float32 mean() computes it (a sum, exact here, divided by the count), faster.
         stats["saturated_fraction"][:, layer] = saturated.sum(dim=(1, 2)).to(torch.float32) / a[0].numel()
     return stats
@@ -427,6 +486,190 @@ class _Evaluator:
         self.pending.clear()
 
 
+class _Trainer:
+    """R runs' training state, with one method per part of a training step (see `train_batch`).
+
+    It holds the parameters, gradients and Adam moments in the store layout, the step's pass buffers and
+    the current block of minibatches.
+    """
+
+    def __init__(
+        self,
+        network: NetworkSpec,
+        training: TrainingSpec,
+        store: _Store,
+        initial: torch.Tensor,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        batch_indices: torch.Tensor,
+        l1: torch.Tensor,
+        l2: torch.Tensor,
+    ) -> None:
+        self.training, self.activation, self.batch_indices = training, network.activation, batch_indices
+        layout, runs, steps, n_out = store.layout, store.runs, training.steps, network.output_dim
+        batch = batch_indices.shape[-1]
+        self.params = store.from_flat(initial)
+        self.grads, self.exp_avg, self.exp_avg_sq = (torch.zeros_like(self.params) for _ in range(3))
+        self.blocks = store.blocks(self.params)
+        self.adam_steps = [torch.tensor(float(t)) for t in range(1, steps + 1)]
+        self.output_grad_scale = 2.0 / (batch * n_out) if training.loss == "mse" else 1.0 / batch
+        self.use_l1, self.use_l2 = bool((l1 != 0).any()), bool((l2 != 0).any())
+        self.l1_scale = store.weight_scale(l1) if self.use_l1 else None
+        self.l2_scale = store.weight_scale(2.0 * l2) if self.use_l2 else None
+        self.signs = torch.empty_like(self.params) if self.use_l1 else None
+
+        # One batched product per layer and pass. A lone run multiplies 2-D views without the batch
+        # dimension instead, which skips bmm's overhead and gives the same BLAS numbers -- unless a product
+        # is so small that bmm computes it with its own loop rather than BLAS.
+        lone = runs == 1 and min(fi * fo for fi, fo in layout.shapes) * batch >= BMM_BLAS_MIN
+        self.step = _Pass(layout, runs, batch, backward=True, lone=lone)
+        self.matrices = self.step.views(self.blocks)
+        self.grad_matrices = self.step.views(store.blocks(self.grads))
+        # (R, fan_in, fan_out) weight matrices, to back-propagate through.
+        self.weights = self.step.views([b[:, :, :-1].transpose(1, 2) for b in self.blocks])
+
+        self.inputs_train = _inputs_with_ones(x_train)  # (R, in + 1, N)
+        onehot = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32)
+        self.onehot_train = onehot.transpose(1, 2).contiguous()  # (R, out, N)
+        self.block = min(STEP_BLOCK, steps)
+        self.residuals = torch.empty(self.block, runs, n_out, batch)  # outputs - targets (mse) or log-probs
+        self.residual_views = self.step.views(self.residuals.unbind(0))
+
+    def _gather(self, source: torch.Tensor, first: int) -> torch.Tensor:
+        """Columns of `source` (R, k, N) picked by the minibatches of steps first.., (block, R, k, B)."""
+        rows = (
+            self.batch_indices[:, first : first + self.block].permute(1, 0, 2).unsqueeze(2)
+        )  # (block, R, 1, B)
+        expanded = source.unsqueeze(0).expand(rows.shape[0], -1, -1, -1)
+        return torch.gather(expanded, 3, rows.expand(-1, -1, source.shape[1], -1))
+
+    def load_block(self, first: int) -> None:
+        """Gather the inputs and one-hot targets of the minibatches of steps first.. (a block of steps)."""
+        self.x_block, self.y_block = (
+            self._gather(self.inputs_train, first),
+            self._gather(self.onehot_train, first),
+        )
+        self.x_views = self.step.views(self.x_block.unbind(0))
+        self.y_views = self.step.views(self.y_block.unbind(0))
+        self.x_t_views = [x.transpose(-1, -2) for x in self.x_views]
+
+    def forward(self, k: int) -> torch.Tensor:
+        """Outputs of the runs on the minibatch of the block's step k."""
+        return self.step.forward(self.matrices, self.x_views[k], self.activation)
+
+    def loss_gradient(self, k: int, outputs: torch.Tensor) -> None:
+        """d loss / d outputs into the output delta; keeps the residual (or log-probabilities) of step k."""
+        residual, targets, out_delta = self.residual_views[k], self.y_views[k], self.step.deltas[-1]
+        if self.training.loss == "mse":
+            torch.sub(outputs, targets, out=residual)
+            torch.mul(residual, self.output_grad_scale, out=out_delta)
+        else:
+            torch.log_softmax(outputs, dim=-2, out=residual)
+            torch.exp(residual, out=out_delta)
+            out_delta.sub_(targets).mul_(self.output_grad_scale)
+
+    def backward(self, k: int) -> None:
+        """Gradients of the data loss of step k into `grads`."""
+        self.step.backpropagate(self.weights, self.grad_matrices, self.x_t_views[k], self.activation)
+
+    def update(self, t: int) -> None:
+        """Add the penalties' gradients, then take Adam step t (torch.optim.Adam(fused=True)'s kernel)."""
+        params, grads = self.params, self.grads
+        if self.use_l1:
+            grads.addcmul_(torch.sign(params, out=self.signs), self.l1_scale)
+        if self.use_l2:
+            grads.addcmul_(params, self.l2_scale)
+        beta1, beta2 = self.training.betas
+        torch._fused_adam_(
+            [params],
+            [grads],
+            [self.exp_avg],
+            [self.exp_avg_sq],
+            [],
+            [self.adam_steps[t]],
+            lr=self.training.lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=self.training.eps,
+            amsgrad=False,
+            maximize=False,
+        )
+
+    def minibatch_losses(self, k: int) -> torch.Tensor:
+        """(k + 1, R) data losses of the block's steps 0..k, from the kept residuals."""
+        done = self.residuals[: k + 1]
+        if self.training.loss == "mse":
+            return done.square().mean(dim=(2, 3))
+        return -(self.y_block[: k + 1] * done).sum(2).mean(-1)
+
+
+class _Recorder:
+    """What a batch records: evaluations (deferred, see `_Evaluator`), traced weights and minibatch losses."""
+
+    def __init__(
+        self,
+        network: NetworkSpec,
+        training: TrainingSpec,
+        diagnostics: DiagnosticsSpec,
+        store: _Store,
+        splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
+        layout, runs, steps = store.layout, store.runs, training.steps
+        self.steps = steps
+        self.eval_steps = [t for t in range(0, steps + 1) if t % training.eval_every == 0 or t == steps]
+        self.trace_steps = [t for t in range(0, steps + 1) if t % training.trace_every == 0 or t == steps]
+        self.eval_at = {t: i for i, t in enumerate(self.eval_steps)}
+        self.trace_at = {t: i for i, t in enumerate(self.trace_steps)}
+        traced_layers = list(range(len(layout.shapes))) if training.traced_layers == "all" else [0]
+        positions = layout.traced_positions(traced_layers, training.traced_weights)
+        self.trace_positions = store.positions(positions)
+        counts = [(layer, *layout.shapes[layer]) for layer in traced_layers]
+        self.traced_layer = np.concatenate(
+            [np.full(min(training.traced_weights, fi * fo), layer + 1) for layer, fi, fo in counts]
+        )
+        self.traced_index = np.concatenate(
+            [np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo) for _, fi, fo in counts]
+        )
+        self.traced = torch.empty(len(self.trace_steps), runs, positions.numel())
+        self.traced_rows = self.traced.view(len(self.trace_steps), -1)
+        self.step_loss = torch.empty(steps, runs)
+        self.evaluator = _Evaluator(network, training, diagnostics, store, splits, len(self.eval_steps))
+
+    def parameters(self, t: int, params: torch.Tensor) -> None:
+        """Record the parameters before step t where step t is evaluated or traced."""
+        if t in self.eval_at:
+            self.evaluator.add(self.eval_at[t], params)
+        if t in self.trace_at:
+            torch.index_select(params, 0, self.trace_positions, out=self.traced_rows[self.trace_at[t]])
+
+    def result(self, final_parameters: torch.Tensor) -> BatchResult:
+        """Evaluate what is pending and collect everything recorded."""
+        self.evaluator.flush()
+        metrics, unit_stats, steps = self.evaluator.metrics, self.evaluator.unit_stats, self.steps
+        # A run diverged at the first step whose minibatch or evaluation loss is not finite.
+        bad_step = torch.where(torch.isfinite(self.step_loss), steps + 1, torch.arange(steps).unsqueeze(1))
+        eval_finite = torch.isfinite(metrics["train_loss"]) & torch.isfinite(metrics["test_loss"])
+        bad_eval = torch.where(eval_finite, steps + 1, torch.tensor(self.eval_steps).unsqueeze(1))
+        first_bad = torch.minimum(bad_step.min(0).values, bad_eval.min(0).values)
+        first_bad = torch.where(first_bad > steps, -1, first_bad)
+        return BatchResult(
+            eval_steps=np.asarray(self.eval_steps),
+            train_loss=metrics["train_loss"].numpy(),
+            train_accuracy=metrics["train_accuracy"].numpy(),
+            test_loss=metrics["test_loss"].numpy(),
+            test_accuracy=metrics["test_accuracy"].numpy(),
+            trace_steps=np.asarray(self.trace_steps),
+            traced=self.traced.numpy(),
+            traced_layer=self.traced_layer,
+            traced_index=self.traced_index,
+            unit_stats={k: v.numpy() for k, v in unit_stats.items()},
+            step_loss=self.step_loss.numpy(),
+            diverged_step=first_bad.numpy(),
+            final_parameters=final_parameters,
+        )
+
+
 def train_batch(
     network: NetworkSpec,
     training: TrainingSpec,
@@ -449,168 +692,28 @@ def train_batch(
         batch_indices: (R, steps, batch_size) rows of x_train drawn at each step.
         l1, l2: (R,) penalty strengths.
     """
-    layout = Layout(network.layer_shapes)
-    store = _Store(layout, initial.shape[0])
-    runs, steps, n_layers = store.runs, training.steps, len(layout.shapes)
-    activation, n_out = network.activation, network.output_dim
-
-    # Parameters, gradients and Adam moments in the store layout, with per-layer views.
-    params = store.from_flat(initial)
-    grads, exp_avg, exp_avg_sq = (torch.zeros_like(params) for _ in range(3))
-    blocks, grad_blocks = store.blocks(params), store.blocks(grads)
-    weights = [b[:, :, :-1].transpose(1, 2) for b in blocks]  # (R, fan_in, fan_out), to back-propagate
-    beta1, beta2 = training.betas
-    adam_steps = [torch.tensor(float(t)) for t in range(1, steps + 1)]
-
-    batch = batch_indices.shape[-1]
-    output_grad_scale = 2.0 / (batch * n_out) if training.loss == "mse" else 1.0 / batch
-    use_l1, use_l2 = bool((l1 != 0).any()), bool((l2 != 0).any())
-    l1_scale = store.weight_scale(l1) if use_l1 else None
-    l2_scale = store.weight_scale(2.0 * l2) if use_l2 else None
-    signs = torch.empty_like(params) if use_l1 else None
-
-    eval_steps = [t for t in range(0, steps + 1) if t % training.eval_every == 0 or t == steps]
-    trace_steps = [t for t in range(0, steps + 1) if t % training.trace_every == 0 or t == steps]
-    traced_layers = list(range(n_layers)) if training.traced_layers == "all" else [0]
-    positions = layout.traced_positions(traced_layers, training.traced_weights)
-    trace_positions = store.positions(positions)
-    counts = [(layer, *layout.shapes[layer]) for layer in traced_layers]
-    traced_layer = np.concatenate(
-        [np.full(min(training.traced_weights, fi * fo), layer + 1) for layer, fi, fo in counts]
-    )
-    traced_index = np.concatenate(
-        [np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo) for _, fi, fo in counts]
-    )
-    traced = torch.empty(len(trace_steps), runs, positions.numel())
-    traced_rows = traced.view(len(trace_steps), -1)
-    step_loss = torch.empty(steps, runs)
-    evaluator = _Evaluator(
-        network,
-        training,
-        diagnostics,
-        store,
-        {"train": (x_train, y_train), "test": (x_test, y_test)},
-        len(eval_steps),
-    )
-
-    # Buffers of a step, transposed: activations (R, units + 1, B) with a last row of ones, deltas
-    # (R, fan_out, B): d loss / d pre-activation of each layer (the last one: of the outputs).
-    step = _Pass(layout, runs, batch, backward=True)
-    inputs_train = _inputs_with_ones(x_train)  # (R, in + 1, N)
-    onehot_train = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32).transpose(1, 2).contiguous()
-    block = min(STEP_BLOCK, steps)
-    residuals = torch.empty(block, runs, n_out, batch)  # outputs - targets (mse) or log-probabilities
-
-    # One batched product per layer and pass. A lone run multiplies 2-D views without the batch dimension
-    # instead, which skips bmm's overhead and gives the same BLAS numbers -- unless a product is so small
-    # that bmm computes it with its own loop rather than BLAS.
-    lone = runs == 1 and min(fi * fo for fi, fo in layout.shapes) * batch >= BMM_BLAS_MIN
-    matmul = torch.mm if lone else torch.bmm
-
-    def unbatched(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [t[0] for t in tensors] if lone else tensors
-
-    matrices, grad_matrices, weights = unbatched(blocks), unbatched(grad_blocks), unbatched(weights)
-    pre_activations, hidden, values = (unbatched(b) for b in (step.pre_activations, step.hidden, step.values))
-    hidden_t = [h.transpose(-1, -2) for h in hidden]
-    deltas, residual_views = unbatched(step.deltas), unbatched(residuals.unbind(0))
-    outputs, out_delta = unbatched([step.outputs])[0], deltas[-1]
-
-    def gather(source: torch.Tensor, first: int) -> torch.Tensor:
-        """Columns of `source` (R, k, N) picked by the minibatches of steps first.., (block, R, k, B)."""
-        rows = batch_indices[:, first : first + block].permute(1, 0, 2).unsqueeze(2)  # (block, R, 1, B)
-        expanded = source.unsqueeze(0).expand(rows.shape[0], -1, -1, -1)
-        return torch.gather(expanded, 3, rows.expand(-1, -1, source.shape[1], -1))
-
-    eval_at = {t: i for i, t in enumerate(eval_steps)}
-    trace_at = {t: i for i, t in enumerate(trace_steps)}
+    store = _Store(Layout(network.layer_shapes), initial.shape[0])
+    trainer = _Trainer(network, training, store, initial, x_train, y_train, batch_indices, l1, l2)
+    splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    recorder = _Recorder(network, training, diagnostics, store, splits)
+    steps, block = training.steps, trainer.block
     started = last_report = time.perf_counter()
-    with torch.no_grad(), _threads(1 if runs == 1 else torch.get_num_threads()):
+    with torch.no_grad(), _threads(1 if store.runs == 1 else torch.get_num_threads()):
         for t in range(steps + 1):
-            if t in eval_at:
-                evaluator.add(eval_at[t], params)
-            if t in trace_at:
-                torch.index_select(params, 0, trace_positions, out=traced_rows[trace_at[t]])
+            recorder.parameters(t, trainer.params)
             if t == steps:
                 break
             k = t % block
             if k == 0:
-                x_block, y_block = gather(inputs_train, t), gather(onehot_train, t)
-                x_views, y_views = unbatched(x_block.unbind(0)), unbatched(y_block.unbind(0))
-                x_t_views = [x.transpose(-1, -2) for x in x_views]
-            # Forward.
-            a = x_views[k]
-            for layer in range(n_layers - 1):
-                matmul(matrices[layer], a, out=pre_activations[layer])
-                _activate_into(pre_activations[layer], values[layer], activation)
-                a = hidden[layer]
-            matmul(matrices[-1], a, out=outputs)
-            # Backward: deltas[l] is d loss / d pre-activation of layer l, (R, fan_out, B).
-            residual, targets = residual_views[k], y_views[k]
-            if training.loss == "mse":
-                torch.sub(outputs, targets, out=residual)
-                torch.mul(residual, output_grad_scale, out=out_delta)
-            else:
-                torch.log_softmax(outputs, dim=-2, out=residual)
-                torch.exp(residual, out=out_delta)
-                out_delta.sub_(targets).mul_(output_grad_scale)
-            for layer in range(n_layers - 1, 0, -1):
-                matmul(deltas[layer], hidden_t[layer - 1], out=grad_matrices[layer])
-                matmul(weights[layer], deltas[layer], out=deltas[layer - 1])
-                _backpropagate_activation(deltas[layer - 1], values[layer - 1], activation)
-            matmul(deltas[0], x_t_views[k], out=grad_matrices[0])
-            if use_l1:
-                grads.addcmul_(torch.sign(params, out=signs), l1_scale)
-            if use_l2:
-                grads.addcmul_(params, l2_scale)
-            # Adam, by torch.optim.Adam(fused=True)'s kernel.
-            torch._fused_adam_(
-                [params],
-                [grads],
-                [exp_avg],
-                [exp_avg_sq],
-                [],
-                [adam_steps[t]],
-                lr=training.lr,
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=0.0,
-                eps=training.eps,
-                amsgrad=False,
-                maximize=False,
-            )
-            if k == block - 1 or t == steps - 1:  # minibatch losses of the block's steps
-                done = residuals[: k + 1]
-                if training.loss == "mse":
-                    step_loss[t - k : t + 1] = done.square().mean(dim=(2, 3))
-                else:
-                    step_loss[t - k : t + 1] = -(y_block[: k + 1] * done).sum(2).mean(-1)
+                trainer.load_block(t)
+            outputs = trainer.forward(k)
+            trainer.loss_gradient(k, outputs)
+            trainer.backward(k)
+            trainer.update(t)
+            if k == block - 1 or t == steps - 1:
+                recorder.step_loss[t - k : t + 1] = trainer.minibatch_losses(k)
             now = time.perf_counter()
             if now - last_report >= progress_every:
                 last_report = now
                 log.info("step %d/%d (%.0f steps/s)", t + 1, steps, (t + 1) / (now - started))
-        evaluator.flush()
-    metrics, unit_stats = evaluator.metrics, evaluator.unit_stats
-
-    # A run diverged at the first step whose minibatch or evaluation loss is not finite.
-    bad_step = torch.where(torch.isfinite(step_loss), steps + 1, torch.arange(steps).unsqueeze(1))
-    eval_finite = torch.isfinite(metrics["train_loss"]) & torch.isfinite(metrics["test_loss"])
-    bad_eval = torch.where(eval_finite, steps + 1, torch.tensor(eval_steps).unsqueeze(1))
-    first_bad = torch.minimum(bad_step.min(0).values, bad_eval.min(0).values)
-    first_bad = torch.where(first_bad > steps, -1, first_bad)
-
-    return BatchResult(
-        eval_steps=np.asarray(eval_steps),
-        train_loss=metrics["train_loss"].numpy(),
-        train_accuracy=metrics["train_accuracy"].numpy(),
-        test_loss=metrics["test_loss"].numpy(),
-        test_accuracy=metrics["test_accuracy"].numpy(),
-        trace_steps=np.asarray(trace_steps),
-        traced=traced.numpy(),
-        traced_layer=traced_layer,
-        traced_index=traced_index,
-        unit_stats={k: v.numpy() for k, v in unit_stats.items()},
-        step_loss=step_loss.numpy(),
-        diverged_step=first_bad.numpy(),
-        final_parameters=store.to_flat(blocks),
-    )
+        return recorder.result(store.to_flat(trainer.blocks))

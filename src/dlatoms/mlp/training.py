@@ -1,4 +1,4 @@
-"""One arm of an experiment: all its seeds trained by the vectorized engine, returned as tidy tables."""
+"""One arm of questions 1-3: all its seeds trained by the vectorized engine, returned as tidy tables."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dlatoms.mlp.initializers import initialize
 
 log = logging.getLogger(__name__)
 
+# The weight penalties an arm can add to its loss (config `penalty.name`): strength * the sum over weight
+# matrices of mean|W| (l1) or mean W^2 (l2); the engine takes them as per-run l1 and l2 strengths.
 PENALTIES = ("none", "l1", "l2")
 
 
@@ -36,6 +38,12 @@ class ArmSpec:
     strength: float = 0.0
     diagnostics: DiagnosticsSpec = DiagnosticsSpec()
     seeds_per_chunk: int = 25
+
+    def __post_init__(self) -> None:
+        if self.penalty not in PENALTIES:
+            raise ValueError(
+                f"{self.arm}: penalty.name must be one of {list(PENALTIES)}, got {self.penalty!r}"
+            )
 
     @classmethod
     def from_params(cls, spec: Mapping, input_dim: int) -> ArmSpec:
