@@ -1,14 +1,17 @@
-from dlatoms.mlp.jobs import render_report_job
+from dlatoms.report import render_report_job
 
+inputs, params = snakemake.input, snakemake.params  # noqa: F821
 render_report_job(
-    claims=[snakemake.input.claims, snakemake.input.finetune_claims],  # noqa: F821
-    summaries=snakemake.input.summaries,  # noqa: F821
-    metrics=dict(zip(snakemake.params.questions, snakemake.input.metrics, strict=True)),  # noqa: F821
-    figures=dict(zip(snakemake.params.figure_names, snakemake.input.figures, strict=True)),  # noqa: F821
-    benchmarks=list(snakemake.input.benchmarks),  # noqa: F821
-    settings=dict(snakemake.params.settings),  # noqa: F821
+    claims=[inputs.claims, inputs.finetune_claims],
+    tables={
+        "arm_summaries": inputs.summaries,
+        **{f"{q}_metrics": path for q, path in zip(params.questions, inputs.metrics, strict=True)},
+        "finetune_summary": inputs.finetune_summary,
+        "finetune_source": inputs.get("finetune_source"),
+    },
+    figures=dict(zip(params.figure_names, inputs.figures, strict=True)),
+    benchmarks=list(inputs.benchmarks),
+    settings=dict(params.settings),
     output=snakemake.output[0],  # noqa: F821
     log_path=snakemake.log[0],  # noqa: F821
-    finetune_summary=snakemake.input.finetune_summary,  # noqa: F821
-    finetune_source=snakemake.input.get("finetune_source"),  # noqa: F821
 )

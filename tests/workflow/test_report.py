@@ -20,13 +20,16 @@ import pytest
 import yaml
 from workflow_helpers import snakemake
 
+from dlatoms import catalog
+from dlatoms.core.report import Page, Section, claims_block, confidence_label, render
 from dlatoms.core.verdicts import CLAIM_COLUMNS, VERDICTS
-from dlatoms.finetune.report import FIGURE_TITLES as FINETUNE_FIGURES
 from dlatoms.finetune.report import scenario_table
 from dlatoms.mlp.claims import CLAIMS
 from dlatoms.mlp.figures import FIGURES
 from dlatoms.mlp.jobs import compute_claims_job
 from dlatoms.mlp.report import diverged_section
+
+FINETUNE_FIGURES = [name for name, figure in catalog.FIGURES.items() if figure.question == "finetune"]
 
 # The report and what it is built from (questions 1-3); other questions' jobs stay out of this test.
 # (the target first: --configfile would swallow it as a second config file)
@@ -37,6 +40,11 @@ OWN_FIGURE_RULES = {f"plot_{name}" for name in FIGURES}
 @pytest.fixture(scope="module")
 def workdir(smoke_workdir) -> Path:
     return smoke_workdir
+
+
+def render_blocks(*sections: Section) -> str:
+    """Sections rendered through the report's own template."""
+    return render(Page("test", "test", "", list(sections)))
 
 
 class Resources(HTMLParser):
@@ -82,7 +90,7 @@ def test_report_names_every_claim_and_embeds_existing_figures(workdir):
     for claim in CLAIMS:
         assert f'id="claim-{claim.claim_id}"' in html, claim.claim_id
     page = parse(html)
-    assert set(page.figures) == set(FIGURES) | set(FINETUNE_FIGURES), "the report must embed every figure"
+    assert set(page.figures) == set(catalog.FIGURES), "the report must embed every figure"
     for name, source in page.figures.items():
         assert (workdir / source).is_file(), f"figure {name} embeds {source}, which does not exist"
     for tag, attribute, value in page.links:
@@ -124,12 +132,38 @@ def test_scenario_table_marks_the_best_and_the_recommended():
             "ci_high": [0.3, 0.6, 0.8],
         }
     )
-    section = {"arms": [{"name": "probe_final"}, {"name": "finetune_all"}, {"name": "scratch"}]}
-    html = scenario_table(summary, {**section, "recommended": {"small_similar": "probe_final"}})
+    arm_order = ["probe_final", "finetune_all", "scratch"]
+    blocks = scenario_table(summary, arm_order, {"small_similar": ["probe_final"]}, "95%")
+    html = render_blocks(Section("finetune", "q4", blocks))
     assert "<b>0.75 [0.7, 0.8]</b>" in html  # the best mean in bold
     assert "★ 0.5 [0.4, 0.6]" in html and html.count("★") == 2  # the recommended cell and the legend
     rows = re.findall(r"<code>(\w+)</code>", html)
     assert rows == ["probe_final", "finetune_all", "scratch"]  # arms in config order
+
+
+def test_report_text_is_escaped_and_states_the_configured_confidence():
+    claims = pd.DataFrame(
+        [
+            {
+                "claim_id": "9z",
+                "statement": "<script>x</script> & more",
+                "measure": "m",
+                "rule": "r",
+                "detail": "d",
+                "statistic": 0.5,
+                "ci_low": 0.4,
+                "ci_high": 0.6,
+                "n_seeds": 3,
+                "verdict": "supported",
+                "reference_conclusion": "yes",
+            }
+        ]
+    )
+    confidence = confidence_label({"confidence": 0.9})
+    html = render_blocks(Section("claims", "Claims", [claims_block(claims, confidence, full=True)]))
+    assert "&lt;script&gt;x&lt;/script&gt; &amp; more" in html and "<script>" not in html
+    assert "statistic [90% CI]" in html and "95%" not in html
+    assert '<span id="claim-9z">9z</span>' in html and "0.5 [0.4, 0.6]" in html
 
 
 def planned_rules(workdir: Path, old: str, new: str) -> set[str]:
@@ -234,7 +268,7 @@ def test_report_lists_diverged_runs(workdir):
     html = (workdir / "results/report/index.html").read_text(encoding="utf-8")
     assert "<h2 id='diverged'>Diverged runs</h2><p>None" in html  # the smoke config diverges nowhere
     diverged = pd.DataFrame({"question": ["init"], "arm": ["diverge"], "seed": [2], "diverged_step": [13]})
-    section = diverged_section(diverged)
+    section = render_blocks(diverged_section(diverged))
     assert "1 training run(s) diverged" in section
     assert re.search(r"<td>init</td><td><code>diverge</code></td><td class=\"num\">2</td>"
                      r"<td class=\"num\">13</td>", section), section  # fmt: skip

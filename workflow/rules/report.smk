@@ -45,6 +45,8 @@ REPORT_SETTINGS = {
     "analysis": config["analysis"],
     "figures": config["figures"],
     "finetune": config["finetune"],
+    # normalised here, so that the report job need not import dlatoms.finetune.config (torch)
+    "finetune_recommended": finetune_cfg.recommended(config),
 }
 
 # Question 4's pretraining curve, when the pipeline pretrains its own source model.
@@ -61,7 +63,9 @@ rule render_report:
         claims="results/tables/claims.parquet",
         finetune_claims="results/tables/finetune_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
-        metrics=expand("results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS),
+        metrics=expand(
+            "results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS
+        ),
         finetune_summary="results/tables/finetune_summary.parquet",
         figures=expand(
             "results/figures/{name}.png", name=FIGURE_NAMES + FINETUNE_FIGURE_NAMES

@@ -1,16 +1,21 @@
-"""The final report: one self-contained HTML file (figures embedded as data URIs, no network, no scripts)."""
+"""The report skeleton: plain page data (sections of tables, figures, claims) rendered by one Jinja2 template.
+
+The look of the page lives in templates/report.html.j2 (markup and CSS); the question packages only gather
+words and numbers into these data classes. Autoescaping is on: a plain `str` is always escaped, and only
+`Markup` built with `markup()` (which escapes its arguments) carries inline tags such as <code>.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
-import logging
+import importlib.resources
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import pandas as pd
-
-log = logging.getLogger(__name__)
+from markupsafe import Markup
 
 VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word is always printed too
     "supported": "#0072B2",
@@ -19,27 +24,20 @@ VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word
     "not_measured": "#999999",
 }
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1150px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #0072B2; padding-bottom: .2em; }
-h2 { margin-top: 2.2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #ddd; padding: .3em .55em; text-align: left; vertical-align: top; }
-th { background: #f3f5f7; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.verdict { color: #fff; border-radius: .3em; padding: .1em .45em; font-weight: 600; white-space: nowrap; }
-figure { margin: 1.2em 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: .9em; color: #444; }
-details { margin: .3em 0; }
-.note { background: #f6f8fa; border-left: 4px solid #0072B2; padding: .5em .9em; }
-code { background: #f3f3f3; padding: 0 .2em; }
-"""
+Text = str | Markup  # a str is escaped by the template; Markup is trusted inline markup
 
 
-def esc(value) -> str:
-    return html.escape(str(value))
+def markup(template: str, *args: object) -> Markup:
+    """Inline markup (e.g. "<code>{}</code>") with every argument escaped."""
+    return Markup(template).format(*args)
+
+
+def code(value: object) -> Markup:
+    return markup("<code>{}</code>", value)
+
+
+def bold(value: object) -> Markup:
+    return markup("<b>{}</b>", value)
 
 
 def fmt_number(value: float, digits: int = 3) -> str:
@@ -51,59 +49,131 @@ def fmt_number(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _verdict(verdict: str) -> str:
-    color = VERDICT_COLORS.get(verdict, "#444")
-    return f'<span class="verdict" style="background:{color}">{esc(verdict.replace("_", " "))}</span>'
+def fmt_interval(mean: float, low: float, high: float) -> str:
+    return f"{fmt_number(mean)} [{fmt_number(low)}, {fmt_number(high)}]"
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
-            for i, cell in enumerate(row)
+def confidence_label(analysis: Mapping) -> str:
+    """The configured confidence level as the report prints it: 0.95 -> "95%"."""
+    return f"{100 * float(analysis['confidence']):g}%"
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: Text
+    level: int = 3
+    kind: str = field(default="heading", init=False)
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: Text
+    note: bool = False  # a highlighted note box
+    kind: str = field(default="paragraph", init=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Text]]
+    numeric: Sequence[int] = ()  # right-aligned columns
+    kind: str = field(default="table", init=False)
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    question: str  # the question whose section shows it
+    title: str
+    caption: str
+    data_uri: str
+    width: int  # CSS pixels
+    source: str  # the PNG path it embeds
+    kind: str = field(default="figure", init=False)
+
+    @property
+    def folder(self) -> str:
+        return str(Path(self.source).parent)
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    claim_id: str
+    statement: str
+    measure: str
+    rule: str
+    detail: str
+    interval: str
+    seeds: int
+    verdict: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class Claims:
+    rows: Sequence[ClaimRow]
+    confidence: str  # e.g. "95%"
+    full: bool  # full rows carry the anchor and how each claim is measured; others link to them
+    kind: str = field(default="claims", init=False)
+
+
+Block = Heading | Paragraph | Table | Figure | Claims
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    title: str
+    blocks: Sequence[Block]
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    heading: str
+    intro: Text
+    sections: Sequence[Section]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What every question's section builder reads."""
+
+    tables: Mapping[str, pd.DataFrame]  # "claims" (every question) and each question's own tables
+    figures: Mapping[str, Figure]  # embedded figures by name
+    benchmarks: pd.DataFrame  # read_benchmarks()
+    settings: Mapping  # the config values the report states (rule params)
+
+    @property
+    def confidence(self) -> str:
+        return confidence_label(self.settings["analysis"])
+
+
+def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
+    """Our verdict beside the reference's conclusion, one row per claim."""
+    rows = [
+        ClaimRow(
+            claim_id=str(row["claim_id"]),
+            statement=str(row["statement"]),
+            measure=str(row["measure"]),
+            rule=str(row["rule"]),
+            detail=str(row["detail"]),
+            interval="–"
+            if row["n_seeds"] == 0
+            else fmt_interval(row["statistic"], row["ci_low"], row["ci_high"]),
+            seeds=int(row["n_seeds"]),
+            verdict=str(row["verdict"]),
+            reference=str(row["reference_conclusion"]),
         )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        for _, row in claims.iterrows()
+    ]
+    return Claims(rows, confidence, full)
 
 
-def _interval(row) -> str:
-    if row["n_seeds"] == 0:
-        return "–"
-    return f"{fmt_number(row['statistic'])} [{fmt_number(row['ci_low'])}, {fmt_number(row['ci_high'])}]"
-
-
-def claims_table(claims: pd.DataFrame, full: bool) -> str:
-    """Our verdict beside the reference's conclusion; `full` adds how it is measured and decided."""
-    rows = []
-    for _, row in claims.iterrows():
-        statement = f"<strong>{esc(row['statement'])}</strong>"
-        if full:
-            statement += (
-                "<details><summary>measure, rule, numbers</summary>"
-                f"<p><b>Measure.</b> {esc(row['measure'])}</p>"
-                f"<p><b>Verdict rule.</b> {esc(row['rule'])}</p><p><b>Numbers.</b> {esc(row['detail'])}</p>"
-                "</details>"
-            )
-        claim_id = esc(row["claim_id"])
-        anchor = (
-            f'<span id="claim-{claim_id}">{claim_id}</span>'
-            if full
-            else f'<a href="#claim-{claim_id}">{claim_id}</a>'
-        )
-        rows.append(
-            [
-                anchor,
-                statement,
-                _interval(row),
-                str(int(row["n_seeds"])),
-                _verdict(row["verdict"]),
-                esc(row["reference_conclusion"]),
-            ]
-        )
-    headers = ["claim", "statement", "statistic [95% CI]", "seeds", "our verdict", "reference's conclusion"]
-    return html_table(headers, rows, numeric=(2, 3))
+def settings_table(values: Mapping) -> Table:
+    """One row per scalar setting (nested sections are described elsewhere)."""
+    rows = [[code(k), str(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
+    return Table(["setting", "value"], rows)
 
 
 def _png_width(png: bytes) -> int:
@@ -111,23 +181,12 @@ def _png_width(png: bytes) -> int:
     return int.from_bytes(png[16:20], "big")
 
 
-def embedded_figure(name: str, path: str, dpi: float, title: str, caption: str) -> str:
+def embed_figure(name: str, question: str, path: str, dpi: float, title: str, caption: str) -> Figure:
     """The PNG inline as a data URI, shown at its physical size (CSS has 96 px per inch)."""
     png = Path(path).read_bytes()
     data = base64.b64encode(png).decode("ascii")
     width = round(_png_width(png) * 96 / dpi)
-    return (
-        f'<figure id="figure-{esc(name)}"><img src="data:image/png;base64,{data}" alt="{esc(title)}" '
-        f'width="{width}" data-figure="{esc(name)}" data-source="{esc(path)}">'
-        f"<figcaption><b>{esc(title)}.</b> {esc(caption)} "
-        f"(<code>{esc(name)}</code>; PNG and SVG in <code>{esc(str(Path(path).parent))}</code>)"
-        "</figcaption></figure>"
-    )
-
-
-def _settings_table(values: Mapping) -> str:
-    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in values.items() if not isinstance(v, (dict, list))]
-    return html_table(["setting", "value"], rows)
+    return Figure(name, question, title, caption, f"data:image/png;base64,{data}", width, str(path))
 
 
 def read_benchmarks(paths: Sequence[str]) -> pd.DataFrame:
@@ -140,3 +199,21 @@ def read_benchmarks(paths: Sequence[str]) -> pd.DataFrame:
         rule, job = parts[start], "/".join(parts[start + 1 :])
         rows.append({"rule": rule, "job": job, "seconds": float(frame["s"].mean()), "path": str(path)})
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "path"])
+
+
+def _environment() -> jinja2.Environment:
+    templates = importlib.resources.files("dlatoms.core") / "templates"
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (templates / name).read_text(encoding="utf-8")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails loudly instead of printing nothing
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def render(page: Page) -> str:
+    """The whole report as one self-contained HTML string."""
+    template = _environment().get_template("report.html.j2")
+    return template.render(page=page, verdict_colors=VERDICT_COLORS)

@@ -1,4 +1,4 @@
-"""Entry points of the Snakemake rule scripts: each unpacks nothing but plain values."""
+"""Entry points of the rule scripts of questions 1-3: plain values from `snakemake.*` in, files out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pandas as pd  # noqa: E402
 from dlatoms.core.figures import FigureSettings, save_figure
 from dlatoms.core.io import (
     write_parquet_atomic,
-    write_text_atomic,
 )
 from dlatoms.core.jobs import job_logging
 from dlatoms.core.stats import BootstrapSpec  # noqa: E402
@@ -26,7 +25,6 @@ from dlatoms.mlp.measures import (
     layer_convergence,
     regularization_seed_measures,
 )
-from dlatoms.mlp.report import ReportInputs, render_report
 
 log = logging.getLogger(__name__)
 
@@ -164,40 +162,3 @@ def plot_figure_job(
         save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
         plt.close(fig)
         log.info("wrote %s and %s", outputs["png"], outputs["svg"])
-
-
-def render_report_job(
-    claims: Sequence[str],
-    summaries: str,
-    figures: Mapping[str, str],
-    benchmarks: Sequence[str],
-    settings: Mapping,
-    output: str,
-    log_path: str,
-    metrics: Mapping[str, str] | None = None,
-    finetune_summary: str | None = None,
-    finetune_source: str | None = None,
-) -> None:
-    """Rule entry point: render results/report/index.html from the claims tables of every question."""
-    from dlatoms.core.jobs import job_logging
-    from dlatoms.mlp.measures import diverged_runs
-
-    with job_logging(log_path):
-        diverged = None
-        if metrics:
-            diverged = diverged_runs({q: pd.read_parquet(path) for q, path in metrics.items()})
-            if len(diverged):
-                log.warning("%d diverged run(s) listed in the report", len(diverged))
-        inputs = ReportInputs(
-            claims=pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True),
-            summaries=pd.read_parquet(summaries),
-            figures=dict(figures),
-            benchmarks=list(benchmarks),
-            settings=settings,
-            finetune_summary=pd.read_parquet(finetune_summary) if finetune_summary else None,
-            finetune_source=pd.read_parquet(finetune_source) if finetune_source else None,
-            diverged=diverged,
-        )
-        text = render_report(inputs)
-        write_text_atomic(text, output)
-        log.info("wrote %s (%.1f MB, %d figures embedded)", output, len(text) / 1e6, len(inputs.figures))
