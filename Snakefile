@@ -10,6 +10,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/finetune.smk"
 
@@ -19,4 +20,5 @@ rule all:
     input:
         all_tables(),
         finetune_tables(),
+        figure_targets(),
         "results/report/index.html",

@@ -168,7 +168,7 @@ def test_figures_draw(name):
 
     settings = FigureSettings(band_resamples=50)
     apply_style(settings)
-    _, draw = FINETUNE_FIGURES[name]
+    draw = FINETUNE_FIGURES[name].draw
     fig = draw(
         {"metrics": metrics_table(as_recommended), "stage_probes": stage_probe_table()}, settings, RECOMMENDED
     )

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlatoms.core.figures import FigureSettings, save_figure
-from dlatoms.mlp.figures import FIGURES, draw_figure
+from dlatoms.core.figures import FigureSettings, draw_figure, save_figure
+from dlatoms.mlp.figures import FIGURES
 from dlatoms.mlp.measures import AnalysisSpec, layer_changes, layer_convergence, regularization_seed_measures
 
 SEEDS = [0, 1, 2]

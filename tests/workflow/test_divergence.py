@@ -24,14 +24,14 @@ import yaml
 from workflow_helpers import ROOT, copy_workflow, snakemake
 
 from dlatoms.core.config import validate_schema
-from dlatoms.core.figures import FigureSettings
+from dlatoms.core.figures import FigureSettings, draw_figure
 from dlatoms.core.stats import BootstrapSpec
 from dlatoms.core.verdicts import INCONCLUSIVE
 from dlatoms.mlp.claims import Measures, arm_summaries, evaluate_claims
 from dlatoms.mlp.config import arm_spec, check_config
 from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
 from dlatoms.mlp.engine import _distinct_units
-from dlatoms.mlp.figures import FIGURES, draw_figure
+from dlatoms.mlp.figures import FIGURES
 from dlatoms.mlp.measures import (
     DIVERGED_COLUMNS,
     AnalysisSpec,

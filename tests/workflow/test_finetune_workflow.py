@@ -39,9 +39,7 @@ def test_metrics_table(finished):
     assert table.accuracy.between(0, 1).all()
     per_run = table.groupby(["similarity", "size", "arm", "seed"]).size()
     assert (per_run[per_run.index.get_level_values("arm") == "finetune_all"] == 4).all()  # epochs 0, 1
-    assert (
-        per_run[per_run.index.get_level_values("arm") != "finetune_all"] == 2
-    ).all()  # probe: epoch 0
+    assert (per_run[per_run.index.get_level_values("arm") != "finetune_all"] == 2).all()  # probe: epoch 0
     finetune = table[table.arm == "finetune_all"]
     assert (finetune.lr == 3e-3).all() and finetune.backbone_lr.to_numpy() == pytest.approx(3e-4)
     assert table[table.strategy == "linear_probe"].lr.isna().all()
@@ -102,7 +100,7 @@ def test_editing_one_arm_plans_only_its_jobs(finished, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:]
     jobs = planned_jobs(run.stdout)
     trained = sorted(w for rule, w in jobs if rule == "train_finetune_arm")
-    assert trained == sorted(f"similarity={s}, size={z}, strategy=finetune_all" for s, z in SCENARIOS)
+    assert trained == sorted(f"similarity={s}, size={z}, arm=finetune_all" for s, z in SCENARIOS)
     assert {rule for rule, _ in jobs} == {"train_finetune_arm", "aggregate_finetune_tables"}
 
 

@@ -20,43 +20,48 @@ import yaml
 from workflow_helpers import ROOT, copy_finished, planned_jobs, snakemake
 
 # Downstream of each question's training, as the DAG has it (every edit also plans `all`).
-INIT_DOWNSTREAM = {"aggregate_tables", "measure_init", "plot_init_accuracy", "plot_init_symmetry"}
+INIT_DOWNSTREAM = {
+    "aggregate_tables",
+    "measure_init",
+    "plot_figure/init_accuracy",
+    "plot_figure/init_symmetry",
+}
 LAYERS_DOWNSTREAM = {
     "aggregate_tables",
     "measure_layers",
-    "plot_layers_traces",
-    "plot_layers_change",
-    "plot_layers_convergence",
+    "plot_figure/layers_traces",
+    "plot_figure/layers_change",
+    "plot_figure/layers_convergence",
 }
 REGULARIZATION_DOWNSTREAM = {
     "aggregate_tables",
     "measure_regularization",
-    "plot_regularization_traces",
-    "plot_regularization_accuracy",
-    "plot_regularization_summary",
+    "plot_figure/regularization_traces",
+    "plot_figure/regularization_accuracy",
+    "plot_figure/regularization_summary",
 }
 CLAIMS_AND_REPORT = {"compute_claims", "render_report", "all"}
 FINETUNE_DOWNSTREAM = {
     "aggregate_finetune_tables",
     "compute_finetune_claims",
-    "plot_finetune_accuracy",
-    "plot_finetune_curves",
-    "plot_finetune_stage_probes",
+    "plot_figure/finetune_accuracy",
+    "plot_figure/finetune_curves",
+    "plot_figure/finetune_stage_probes",
     "render_report",
     "all",
 }
 STYLE_RULES = {
-    "plot_init_accuracy",
-    "plot_init_symmetry",
-    "plot_layers_traces",
-    "plot_layers_change",
-    "plot_layers_convergence",
-    "plot_regularization_traces",
-    "plot_regularization_accuracy",
-    "plot_regularization_summary",
-    "plot_finetune_accuracy",
-    "plot_finetune_curves",
-    "plot_finetune_stage_probes",
+    "plot_figure/init_accuracy",
+    "plot_figure/init_symmetry",
+    "plot_figure/layers_traces",
+    "plot_figure/layers_change",
+    "plot_figure/layers_convergence",
+    "plot_figure/regularization_traces",
+    "plot_figure/regularization_accuracy",
+    "plot_figure/regularization_summary",
+    "plot_figure/finetune_accuracy",
+    "plot_figure/finetune_curves",
+    "plot_figure/finetune_stage_probes",
     "render_report",
     "all",
 }
@@ -76,13 +81,18 @@ class Edit:
     jobs: set[tuple[str, str]] = field(default_factory=set)  # (rule, wildcards) of the expensive jobs
 
 
+def job_name(rule: str, wildcards: str) -> str:
+    """A planned job's rule, and for the one figure rule its figure too ("plot_figure/init_accuracy")."""
+    return f"{rule}/{wildcards.removeprefix('figure=')}" if rule == "plot_figure" else rule
+
+
 def init_arms(*arms: str) -> set[tuple[str, str]]:
     return {("train_arm", f"question=init, arm={arm}") for arm in arms}
 
 
 def finetune_jobs(sizes=("small", "large"), similarities=("similar", "dissimilar")) -> set[tuple[str, str]]:
     return {
-        ("train_finetune_arm", f"similarity={s}, size={z}, strategy={a}")
+        ("train_finetune_arm", f"similarity={s}, size={z}, arm={a}")
         for s, z in SCENARIOS
         for a in FINETUNE_ARMS
         if z in sizes and s in similarities
@@ -201,9 +211,9 @@ def test_an_edit_plans_exactly_the_affected_jobs(smoke_workdir, smoke_config, tm
     edit.apply(config)
     assert config != smoke_config
     jobs = dry_run(smoke_workdir, config, tmp_path)
-    assert {rule for rule, _ in jobs} == edit.rules
+    assert {job_name(*job) for job in jobs} == edit.rules
     assert {job for job in jobs if job[0] in TRAINING_RULES} == edit.jobs  # e.g. no other arm retrains
-    counts = Counter(rule for rule, _ in jobs)
+    counts = Counter(job_name(*job) for job in jobs)
     assert all(n == 1 for rule, n in counts.items() if rule not in TRAINING_RULES), counts
 
 
@@ -222,7 +232,9 @@ def test_the_docs_table_lists_every_edit_with_its_rules():
     for edit in EDITS:
         assert edit.row in rows, f"docs/incremental.md has no row {edit.row!r}"
         named = set(re.findall(r"`(\w+)`", rows[edit.row]))
-        assert edit.rules - {"all"} <= named | {"render_report"}, (edit.row, edit.rules - named)
+        # A figure job is named by its rule and its figure: "`plot_figure` ... `init_accuracy`".
+        expected = {part for rule in edit.rules - {"all"} for part in rule.split("/")}
+        assert expected <= named | {"render_report"}, (edit.row, expected - named)
 
 
 def test_forcerun_reruns_every_training_job_after_a_library_edit(smoke_workdir, smoke_config, tmp_path):

@@ -60,5 +60,45 @@ def arm_tables(kind):
 
 def all_tables():
     return expand(
-        "results/tables/{question}_{kind}.parquet", question=MLP_QUESTIONS, kind=TABLE_KINDS
+        "results/tables/{question}_{kind}.parquet",
+        question=MLP_QUESTIONS,
+        kind=TABLE_KINDS,
     )
+
+
+# ---------------------------------------------------------------------------------------------- figures
+# Every figure comes from the registry (dlatoms.catalog): its tables, params, targets and caption.
+import dlatoms.catalog as catalog
+
+FIGURE_NAMES = list(catalog.FIGURES)
+
+
+def figure_tables(wildcards):
+    """Input function: the tables a figure reads, by the keys its draw function uses."""
+    spec = catalog.figure_spec(wildcards.figure)
+    return {key: f"results/tables/{stem}.parquet" for key, stem in spec.tables.items()}
+
+
+def figure_analysis(wildcards):
+    """Only the analysis settings the figure depends on: other edits do not redraw it."""
+    spec = catalog.figure_spec(wildcards.figure)
+    return {key: config["analysis"][key] for key in spec.analysis}
+
+
+def figure_options(wildcards):
+    """The figure's extra draw arguments from the config (question 4's recommended arms)."""
+    return catalog.figure_spec(wildcards.figure).params(config)
+
+
+def figure_caption(wildcards):
+    return catalog.figure_spec(wildcards.figure).caption
+
+
+def figure_category(wildcards):
+    """The report category of a figure: its question."""
+    return catalog.QUESTION_LABELS[catalog.figure_spec(wildcards.figure).question]
+
+
+def figure_targets():
+    """Every figure's PNG, for `rule all` and the report."""
+    return expand("results/figures/{figure}.png", figure=FIGURE_NAMES)

@@ -28,9 +28,12 @@ def finetune_target(wildcards):
 
 def finetune_tables():
     """The question's aggregated tables, claims and figures, for `rule all`."""
-    figures = ["accuracy", "curves", "stage_probes"]
     return [
         *finetune_cfg.finetune_tables(config),
         "results/tables/finetune_claims.parquet",
-        *[f"results/figures/finetune_{name}.png" for name in figures],
+        *[
+            f"results/figures/{name}.png"
+            for name, spec in catalog.FIGURES.items()
+            if spec.question == "finetune"
+        ],
     ]

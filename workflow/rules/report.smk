@@ -7,11 +7,6 @@ import dlatoms.finetune.config as finetune_cfg
 report: "../report/workflow.rst"
 
 
-FINETUNE_FIGURE_NAMES = [
-    "finetune_accuracy",
-    "finetune_curves",
-    "finetune_stage_probes",
-]
 FINETUNE_PRETRAINS = config["finetune"]["model"]["weights"] == "source"
 
 
@@ -67,9 +62,7 @@ rule render_report:
             "results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS
         ),
         finetune_summary="results/tables/finetune_summary.parquet",
-        figures=expand(
-            "results/figures/{name}.png", name=FIGURE_NAMES + FINETUNE_FIGURE_NAMES
-        ),
+        figures=figure_targets(),
         benchmarks=REPORT_BENCHMARKS,
     output:
         report(
@@ -81,7 +74,7 @@ rule render_report:
         "logs/render_report.log",
     localrule: True
     params:
-        figure_names=FIGURE_NAMES + FINETUNE_FIGURE_NAMES,
+        figure_names=FIGURE_NAMES,
         questions=MLP_QUESTIONS,
         settings=REPORT_SETTINGS,
     script:

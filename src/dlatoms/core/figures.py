@@ -1,14 +1,12 @@
-"""Seaborn figures of questions 1-3: one function per figure, one style for all, written as PNG and SVG.
+"""Figures: one style for all, atomic PNG and SVG writing, and the registry of every named figure.
 
-Diverged runs: their recorded numbers are NaN from the divergence step on, so a mean line and band cover
-the runs that have not diverged at that step and an arm's line ends where its last run diverged. Figures
-over steps mark each divergence with an x on the step axis and count diverged runs in the legend and
-title; figures of per-seed measures say how many runs they leave out.
+Question modules register their figures (`register_figure`); core never imports them: dlatoms.catalog does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -18,10 +16,13 @@ matplotlib.use("Agg")  # files only; no display on workers
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from dlatoms.core.io import atomic_write  # noqa: E402
 from dlatoms.core.stats import BootstrapSpec  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,98 @@ def save_figure(fig: plt.Figure, png: str | Path, svg: str | Path, dpi: int) -> 
     """Write PNG and SVG, each to a temporary file renamed into place (no partial figure is ever visible)."""
     _replace_atomically(fig, Path(png), "png", dpi)
     _replace_atomically(fig, Path(svg), "svg", dpi)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+Draw = Callable[..., plt.Figure]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure: its question, the tables it reads, its text, how to draw it, what its params hold.
+
+    `tables` maps the draw function's table keys to file stems under results/tables/. `analysis` lists the
+    config `analysis` keys the figure depends on (and no others, so a verdict threshold edit does not
+    redraw it). `options`, when set, gives extra keyword arguments of `draw` from the whole config
+    (question 4's recommended arms); they reach the job through the rule's params.
+    """
+
+    name: str
+    question: str
+    tables: Mapping[str, str]
+    title: str
+    caption: str
+    draw: Draw
+    analysis: tuple[str, ...]
+    options: Callable[[Mapping], dict] | None = None
+
+    def params(self, config: Mapping) -> dict:
+        """The figure's extra draw arguments from the config ({} for most figures)."""
+        return self.options(config) if self.options else {}
+
+
+_REGISTRY: dict[str, FigureSpec] = {}
+
+
+def register_figure(
+    name: str,
+    question: str,
+    tables: Mapping[str, str],
+    title: str,
+    caption: str,
+    analysis: tuple[str, ...],
+    options: Callable[[Mapping], dict] | None = None,
+) -> Callable[[Draw], Draw]:
+    """Decorator: register a draw function as the figure `name` (in the order figures are defined)."""
+
+    def register(draw: Draw) -> Draw:
+        if name in _REGISTRY and _REGISTRY[name].draw is not draw:
+            raise ValueError(f"figure {name!r} is registered twice")
+        _REGISTRY[name] = FigureSpec(name, question, dict(tables), title, caption, draw, analysis, options)
+        return draw
+
+    return register
+
+
+def registered_figures() -> dict[str, FigureSpec]:
+    """Every registered figure by name (import the question modules first: dlatoms.catalog does)."""
+    return dict(_REGISTRY)
+
+
+def figure_spec(name: str) -> FigureSpec:
+    """The registered figure `name`; an unknown name lists the known ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown figure {name!r}; known: {', '.join(_REGISTRY) or 'none registered'}")
+    return _REGISTRY[name]
+
+
+def draw_figure(
+    name: str, tables: Mapping[str, pd.DataFrame], settings: FigureSettings, **options
+) -> plt.Figure:
+    """Draw the registered figure `name` from its tables in the shared style."""
+    spec = figure_spec(name)
+    apply_style(settings)
+    return spec.draw(tables, settings, **options)
+
+
+def plot_figure_job(
+    name: str,
+    inputs: Mapping[str, str],
+    style: Mapping,
+    analysis: Mapping,
+    options: Mapping,
+    outputs: Mapping[str, str],
+    log_path: str,
+) -> None:
+    """Rule entry point: read the figure's tables, draw it, write PNG and SVG atomically."""
+    from dlatoms.core.jobs import job_logging
+
+    with job_logging(log_path):
+        spec = figure_spec(name)
+        settings = FigureSettings.from_params(style, analysis)
+        tables = {key: pd.read_parquet(inputs[key]) for key in spec.tables}
+        fig = draw_figure(name, tables, settings, **options)
+        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
+        plt.close(fig)
+        log.info("wrote %s and %s", outputs["png"], outputs["svg"])

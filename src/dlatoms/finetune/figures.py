@@ -1,8 +1,7 @@
-"""Question 4's answers from its tables: per-seed final accuracies, claims 4a-4e, and three figures.
+"""Question 4's figures: accuracy per scenario and arm, learning curves, and the per-stage probes.
 
-Claims use the shared machinery of questions 1-3 (dlatoms.stats bootstrap intervals over seeds, the verdict
-names and claim-table columns of dlatoms.claims); figures use dlatoms.figures' style and atomic writing.
-Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are paired per seed.
+Each is registered with its title and caption (dlatoms.core.figures.register_figure) and drawn in the shared
+style; bands are bootstrap intervals over seeds at the configured confidence.
 """
 
 from __future__ import annotations
@@ -18,11 +17,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dlatoms.core.figures import FigureSettings, panel_grid  # noqa: E402
+from dlatoms.core.figures import FigureSettings, panel_grid, register_figure, registered_figures  # noqa: E402
 from dlatoms.core.stats import bootstrap_bands  # noqa: E402
 from dlatoms.finetune.measures import scenario_name, scenario_summary
 
 # ---------------------------------------------------------------------------------------------- figures
+
+# The analysis settings the bands use, as the claims' intervals do; no verdict thresholds.
+FIGURE_ANALYSIS = ("bootstrap_resamples", "confidence", "bootstrap_seed")
+
+
+def recommended_option(config: Mapping) -> dict:
+    """The figures' `recommended` argument: scenario -> the arms CS231n's advice names, from the config."""
+    # Imported here: dlatoms.finetune.config imports torch, and the catalog of figures must not.
+    from dlatoms.finetune.config import recommended
+
+    return {"recommended": recommended(config)}
 
 
 def _scenarios(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -38,6 +48,17 @@ def _grid(count: int, settings: FigureSettings, legend: bool, sharey: bool = Tru
     return fig, list(axes.flat)
 
 
+@register_figure(
+    name="finetune_accuracy",
+    question="finetune",
+    tables={"metrics": "finetune_metrics"},
+    title="Final test accuracy per scenario and arm",
+    caption="Mean final test accuracy over seeds and its bootstrap interval, per scenario "
+    "(small/large × similar/dissimilar target) and strategy; the recommended strategy of each scenario is "
+    "marked.",
+    analysis=FIGURE_ANALYSIS,
+    options=recommended_option,
+)
 def finetune_accuracy(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
@@ -54,9 +75,7 @@ def finetune_accuracy(
         for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)
     ]
     labels = summary.pivot(index="scenario", columns="arm", values="label").loc[scenarios, arms]
-    fig, ax = plt.subplots(
-        figsize=(1.25 * len(arms) + 2.5, 0.9 * len(scenarios) + 1.8), layout="constrained"
-    )
+    fig, ax = plt.subplots(figsize=(1.25 * len(arms) + 2.5, 0.9 * len(scenarios) + 1.8), layout="constrained")
     sns.heatmap(
         means, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=0, vmax=1, ax=ax,
         cbar_kws={"label": "final test accuracy"}, annot_kws={"fontsize": 8},
@@ -76,6 +95,16 @@ def finetune_accuracy(
     return fig
 
 
+@register_figure(
+    name="finetune_curves",
+    question="finetune",
+    tables={"metrics": "finetune_metrics"},
+    title="Learning curves per scenario",
+    caption="Test accuracy against epoch for the strategies that train a network; mean and band "
+    "over seeds. Probes (dashed) have one point, after fitting.",
+    analysis=FIGURE_ANALYSIS,
+    options=recommended_option,
+)
 def finetune_curves(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
@@ -111,6 +140,16 @@ def finetune_curves(
     return fig
 
 
+@register_figure(
+    name="finetune_stage_probes",
+    question="finetune",
+    tables={"stage_probes": "finetune_stage_probes"},
+    title="Linear probes on each stage's features",
+    caption="A logistic regression on the pooled features of each stage of the pretrained "
+    "network: which layer's features transfer to each target (global and 2 × 2 pooling).",
+    analysis=FIGURE_ANALYSIS,
+    options=recommended_option,
+)
 def finetune_stage_probes(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
@@ -148,8 +187,5 @@ def finetune_stage_probes(
     return fig
 
 
-FINETUNE_FIGURES = {
-    "finetune_accuracy": (("metrics",), finetune_accuracy),
-    "finetune_curves": (("metrics",), finetune_curves),
-    "finetune_stage_probes": (("stage_probes",), finetune_stage_probes),
-}
+# This question's figures, in report order (registered above by the decorators).
+FINETUNE_FIGURES = {name: spec for name, spec in registered_figures().items() if spec.question == "finetune"}

@@ -7,20 +7,17 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-import matplotlib.pyplot as plt  # noqa: E402  # noqa: E402
 import numpy as np  # noqa: E402  # noqa: E402
 import pandas as pd  # noqa: E402  # noqa: E402
 import torch
 from torch import nn
 
 from dlatoms.core.device import select_device
-from dlatoms.core.figures import FigureSettings, apply_style, save_figure  # noqa: E402  # noqa: E402
 from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
 from dlatoms.core.stats import BootstrapSpec  # noqa: E402  # noqa: E402
 from dlatoms.finetune.claims import evaluate_finetune_claims
 from dlatoms.finetune.data import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
-from dlatoms.finetune.figures import FINETUNE_FIGURES
 from dlatoms.finetune.measures import scenario_summary
 from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
 from dlatoms.finetune.strategies import run_strategy, strategy_settings
@@ -480,27 +477,3 @@ def compute_finetune_claims_job(
                 row.ci_high,
                 row.n_seeds,
             )
-
-
-def plot_finetune_figure_job(
-    name: str,
-    inputs: Mapping[str, str],
-    recommended: Mapping,
-    style: Mapping,
-    analysis: Mapping,
-    outputs: Mapping[str, str],
-    log_path: str,
-) -> None:
-    """Rule entry point: draw one of question 4's figures as PNG and SVG."""
-    from dlatoms.core.jobs import job_logging
-
-    with job_logging(log_path):
-        settings = FigureSettings.from_params(style, analysis)
-        apply_style(settings)
-        table_names, draw = FINETUNE_FIGURES[name]
-        tables = {key: pd.read_parquet(inputs[key]) for key in table_names}
-        recommended = {k: [v] if isinstance(v, str) else list(v) for k, v in recommended.items()}
-        fig = draw(tables, settings, recommended)
-        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
-        plt.close(fig)
-        log.info("wrote %s and %s", outputs["png"], outputs["svg"])

@@ -9,8 +9,7 @@ title; figures of per-seed measures say how many runs they leave out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -21,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dlatoms.core.figures import FigureSettings, apply_style, arm_colors, panel_grid
+from dlatoms.core.figures import FigureSettings, arm_colors, panel_grid, register_figure, registered_figures  # noqa: E402
 from dlatoms.core.stats import bootstrap_bands, bootstrap_mean  # noqa: E402
 from dlatoms.mlp.measures import hidden_units, recorded_divergence, run_divergence  # noqa: E402
 
@@ -29,6 +28,10 @@ log = logging.getLogger(__name__)
 
 STEP_LABEL = "training step (Adam updates)"
 REFERENCE_INIT_ARMS = ("xavier", "zeros", "ones", "normal_0.01", "normal_1")
+QUESTIONS = ("init", "layers", "regularization")
+# The analysis settings these figures depend on (bands, sparsity zone), and no others: an edit to a
+# verdict threshold reruns the claims, not the figures.
+FIGURE_ANALYSIS = ("confidence", "bootstrap_seed", "sparsity_threshold")
 
 
 def _band_lines(ax, bands: pd.DataFrame, hue: str, order: list, colors: dict, label=str, dashed=()) -> None:
@@ -52,7 +55,7 @@ def _band_lines(ax, bands: pd.DataFrame, hue: str, order: list, colors: dict, la
 
 
 def _diverged_by(runs: pd.DataFrame, key: str) -> dict:
-    """key level -> (diverged runs, runs) of a per-run divergence table (see dlatoms.analysis)."""
+    """key level -> (diverged runs, runs) of a per-run divergence table (see dlatoms.mlp.measures)."""
     grouped = runs.groupby(key, sort=False, observed=True)["diverged"]
     return {level: (int(group.sum()), len(group)) for level, group in grouped}
 
@@ -106,6 +109,15 @@ def _legend_right(fig: plt.Figure, ax, title: str) -> None:
 # ---------------------------------------------------------------------------------------------- question 1
 
 
+@register_figure(
+    name="init_accuracy",
+    question="init",
+    tables={"metrics": "init_metrics"},
+    title="Test accuracy per initializer",
+    caption="Test accuracy against training step per initializer; line: mean over seeds, band: "
+    "bootstrap interval over seeds. Dashed: initializers beyond the reference.",
+    analysis=FIGURE_ANALYSIS,
+)
 def init_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q1: test accuracy vs step, mean and band over seeds, per initializer."""
     metrics = tables["metrics"]
@@ -129,6 +141,15 @@ def init_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     return fig
 
 
+@register_figure(
+    name="init_symmetry",
+    question="init",
+    tables={"units": "init_units"},
+    title="Distinct and saturated hidden units",
+    caption="Top: distinct units per hidden layer (log scale); bottom: share of saturated sigmoid "
+    "outputs. Constant initializers stay at one distinct unit.",
+    analysis=FIGURE_ANALYSIS,
+)
 def init_symmetry(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q1: distinct hidden units and saturated sigmoid outputs vs step, per hidden layer and initializer."""
     hidden = hidden_units(tables["units"])
@@ -196,6 +217,14 @@ def _seed_divergence(runs: pd.DataFrame) -> str:
     return f" (diverged: traces end by step {int(diverged['diverged_step'].min())})"
 
 
+@register_figure(
+    name="layers_traces",
+    question="layers",
+    tables={"weights": "layers_weights"},
+    title="Traced weights per layer",
+    caption="The traced weights of each layer for one seed, as the reference plots them.",
+    analysis=FIGURE_ANALYSIS,
+)
 def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q2: the traced weights of each layer over training, one seed (as the reference shows them)."""
     weights = tables["weights"]
@@ -223,6 +252,15 @@ def layers_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) 
     return fig
 
 
+@register_figure(
+    name="layers_change",
+    question="layers",
+    tables={"changes": "layers_changes"},
+    title="Per-layer change between snapshots",
+    caption="Left: the reference's measure (norm of the change between snapshots) for one seed. "
+    "Right: relative change, smoothed, mean and band over seeds.",
+    analysis=FIGURE_ANALYSIS,
+)
 def layers_change(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q2: per-layer change between snapshots: the reference's norm for one seed, and relative with bands."""
     changes = tables["changes"]
@@ -293,6 +331,15 @@ def _left_out(measures: pd.DataFrame, how: str) -> str:
     return f"\n{diverged} of {len(runs)} runs diverged: {how}" if diverged else ""
 
 
+@register_figure(
+    name="layers_convergence",
+    question="layers",
+    tables={"measures": "layers_measures"},
+    title="Convergence step per layer",
+    caption="Convergence step and monotonicity per layer: dots are seeds, black the mean and "
+    "its bootstrap interval (the statistic of claims 2a and 2b).",
+    analysis=FIGURE_ANALYSIS,
+)
 def layers_convergence(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q2: convergence step and monotonicity per layer, seeds as dots, mean and interval in black."""
     measures = tables["measures"]
@@ -322,6 +369,15 @@ def _arm_settings(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.groupby("arm", sort=False)[["penalty", "strength"]].first().reset_index()
 
 
+@register_figure(
+    name="regularization_traces",
+    question="regularization",
+    tables={"metrics": "regularization_metrics", "weights": "regularization_weights"},
+    title="Traced weights per penalty and strength",
+    caption="Traced first-layer weights per penalty and strength for one seed; the grey "
+    "band marks |w| below the sparsity threshold.",
+    analysis=FIGURE_ANALYSIS,
+)
 def regularization_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q3: traced first-layer weights per (penalty, strength), one seed; the near-zero zone shaded."""
     arms = _arm_settings(tables["metrics"])
@@ -354,6 +410,14 @@ def regularization_traces(tables: Mapping[str, pd.DataFrame], settings: FigureSe
     return fig
 
 
+@register_figure(
+    name="regularization_accuracy",
+    question="regularization",
+    tables={"metrics": "regularization_metrics"},
+    title="Test accuracy per penalty and strength",
+    caption="Test accuracy against training step per penalty strength; mean and band over seeds.",
+    analysis=FIGURE_ANALYSIS,
+)
 def regularization_accuracy(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q3: test accuracy vs step per penalty strength, one panel per penalty type."""
     metrics = tables["metrics"]
@@ -383,6 +447,15 @@ def regularization_accuracy(tables: Mapping[str, pd.DataFrame], settings: Figure
     return fig
 
 
+@register_figure(
+    name="regularization_summary",
+    question="regularization",
+    tables={"measures": "regularization_measures"},
+    title="Magnitude, sparsity and accuracy per arm",
+    caption="Per arm: weight magnitude, share of near-zero traced weights, final test "
+    "accuracy; dots are seeds, markers the mean with its interval.",
+    analysis=FIGURE_ANALYSIS,
+)
 def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
     """Q3 per arm: weight magnitude, share of near-zero weights, final accuracy (mean and interval)."""
     measures = tables["measures"].copy()
@@ -442,55 +515,5 @@ def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureS
 
 # ---------------------------------------------------------------------------------------------- registry
 
-
-@dataclass(frozen=True)
-class Figure:
-    """A figure: what it draws, the tables it reads (input names of its rule), and the drawing function."""
-
-    name: str
-    question: str
-    title: str
-    tables: tuple[str, ...]
-    draw: Callable[[Mapping[str, pd.DataFrame], FigureSettings], plt.Figure]
-
-
-FIGURES: dict[str, Figure] = {
-    f.name: f
-    for f in (
-        Figure("init_accuracy", "init", "Test accuracy per initializer", ("metrics",), init_accuracy),
-        Figure("init_symmetry", "init", "Distinct and saturated hidden units", ("units",), init_symmetry),
-        Figure("layers_traces", "layers", "Traced weights per layer", ("weights",), layers_traces),
-        Figure("layers_change", "layers", "Per-layer change between snapshots", ("changes",), layers_change),
-        Figure(
-            "layers_convergence", "layers", "Convergence step per layer", ("measures",), layers_convergence
-        ),
-        Figure(
-            "regularization_traces",
-            "regularization",
-            "Traced weights per penalty and strength",
-            ("metrics", "weights"),
-            regularization_traces,
-        ),
-        Figure(
-            "regularization_accuracy",
-            "regularization",
-            "Test accuracy per penalty and strength",
-            ("metrics",),
-            regularization_accuracy,
-        ),
-        Figure(
-            "regularization_summary",
-            "regularization",
-            "Magnitude, sparsity and accuracy per arm",
-            ("measures",),
-            regularization_summary,
-        ),
-    )
-}
-
-
-def draw_figure(name: str, tables: Mapping[str, pd.DataFrame], settings: FigureSettings) -> plt.Figure:
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-    apply_style(settings)
-    return FIGURES[name].draw(tables, settings)
+# This question's figures, in report order (registered above by the decorators).
+FIGURES = {name: spec for name, spec in registered_figures().items() if spec.question in QUESTIONS}

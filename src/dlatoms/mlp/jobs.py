@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dlatoms.core.figures import FigureSettings, save_figure
 from dlatoms.core.io import (
     write_parquet_atomic,
 )
@@ -17,7 +15,6 @@ from dlatoms.core.jobs import job_logging
 from dlatoms.core.stats import BootstrapSpec  # noqa: E402
 from dlatoms.mlp.claims import Measures, arm_summaries, evaluate_claims
 from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
-from dlatoms.mlp.figures import FIGURES, draw_figure
 from dlatoms.mlp.measures import (
     AnalysisSpec,  # noqa: E402
     init_seed_measures,
@@ -142,23 +139,3 @@ def compute_claims_job(
                 row.ci_high,
                 row.n_seeds,
             )
-
-
-def plot_figure_job(
-    name: str,
-    inputs: Mapping[str, str],
-    style: Mapping,
-    analysis: Mapping,
-    outputs: Mapping[str, str],
-    log_path,
-) -> None:
-    """Rule entry point: read the figure's tables, draw it, write PNG and SVG."""
-    from dlatoms.core.jobs import job_logging
-
-    with job_logging(log_path):
-        settings = FigureSettings.from_params(style, analysis)
-        tables = {key: pd.read_parquet(inputs[key]) for key in FIGURES[name].tables}
-        fig = draw_figure(name, tables, settings)
-        save_figure(fig, outputs["png"], outputs["svg"], settings.dpi)
-        plt.close(fig)
-        log.info("wrote %s and %s", outputs["png"], outputs["svg"])
