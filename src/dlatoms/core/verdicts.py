@@ -1,22 +1,37 @@
-"""The one form of a claim and the one verdict ladder, shared by every question.
+"""The one form of a claim and the one decision rule, shared by every question.
 
-A claim is data (`Claim`): id, question, statement, the reference's conclusion, how it is measured, its
-verdict rule, and the function that measures it on a question's context and returns an `Outcome`.
-`Claim.judge` turns that into a `ClaimResult`, one row of the claims table (`CLAIM_COLUMNS`).
+A claim is data (`Claim`): id, question, kind (a *finding* the data could overturn, or a *check* of the
+pipeline that holds by construction), statement, the reference's conclusion, how it is measured, its rule,
+the analysis thresholds its verdict depends on, and the function that measures it on a question's context.
 
-Every rule decides from bootstrap intervals over seeds (`dlatoms.core.stats.Interval`) by the same
-ladder (`verdict`): a statistic from too few seeds -> inconclusive (and such an interval lies neither above
-nor below anything); else supported when the rule's support condition holds, contradicted when its
-contradiction condition holds, otherwise inconclusive. `decide`, `decide_below`,
-`decide_every`, `decide_not_below` and `decide_consistent` are the rules the claims use, in that ladder.
+The function returns an `Outcome`: a headline interval and the `Test`s it was decided by. A `Test` puts one
+interval against one margin δ (the smallest effect that counts, from config, in the measure's units):
+
+- ``exceeds(δ)`` — "the effect is larger than δ": supported when the whole interval lies above δ,
+  contradicted when the whole interval lies below δ, inconclusive otherwise;
+- ``falls_below(δ)`` — the mirror, "the effect is smaller than δ";
+- ``non_inferior(δ)`` — "X is (close to) the best": X minus the best rival exceeds -δ (supported when the
+  lower bound > -δ, contradicted when the upper bound < -δ).
+
+A claim made of several tests is supported when every test is, contradicted when any is, inconclusive
+otherwise (`combine`); an interval from fewer than `MIN_SEEDS` seeds decides nothing. That is the only rule.
+
+`judge_claims` decides every claim on the discovery block of seeds (the verdict), again on the replication
+block with the same rule and margins (replication_verdict), and again over a grid of its thresholds, each at
+`factors` x its configured value (robust_share = share of settings that reach the discovery verdict).
+Optionally Holm's step-down procedure adjusts the confidence levels across the claims (`adjust="holm"`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from dlatoms.core.stats import EMPTY, Interval
@@ -28,119 +43,98 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = (
     "not_measured",
 )
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
+FINDING, CHECK = "finding", "check"
+KINDS = (FINDING, CHECK)
+DISCOVERY, REPLICATION = "discovery", "replication"
+BLOCKS = (DISCOVERY, REPLICATION)
+ROBUST_SHARE = 0.9  # a finding is robust when at least this share of threshold settings agrees
+ADJUSTMENTS = ("none", "holm")
+
 CLAIM_COLUMNS = [
     "claim_id",
     "question",
+    "kind",
     "statement",
     "statistic",
     "ci_low",
     "ci_high",
     "n_seeds",
+    "margin",
     "verdict",
+    "replication_statistic",
+    "replication_ci_low",
+    "replication_ci_high",
+    "replication_n_seeds",
+    "replication_verdict",
+    "robust_share",
+    "settings",
+    "confidence",
     "reference_conclusion",
     "measure",
     "rule",
     "detail",
+    "replication_detail",
 ]
+CLAIM_DTYPES = {"n_seeds": "int64", "replication_n_seeds": "int64", "settings": "int64"}
 MIN_SEEDS = 2  # one seed gives a zero-width interval: no evidence either way
 LEVEL = "{level}"  # in a claim's text: the configured confidence level, e.g. "95%"
 
 ContextT = TypeVar("ContextT")
 
 
-# ---------------------------------------------------------------------------------------------- verdicts
+# ---------------------------------------------------------------------------------------------- the rule
 
 
-def lies_above(interval: Interval, threshold: float = 0.0, *, min_seeds: int = MIN_SEEDS) -> bool:
-    """The whole interval lies above `threshold`, from at least `min_seeds` seeds."""
-    return interval.n_seeds >= min_seeds and interval.low > threshold
+@dataclass(frozen=True)
+class Test:
+    """One interval against one margin: is the effect larger (`above`) or smaller than `margin`?"""
 
+    label: str
+    interval: Interval
+    margin: float
+    above: bool = True
 
-def lies_below(interval: Interval, threshold: float = 0.0, *, min_seeds: int = MIN_SEEDS) -> bool:
-    """The whole interval lies below `threshold`, from at least `min_seeds` seeds."""
-    return interval.n_seeds >= min_seeds and interval.high < threshold
-
-
-def verdict(
-    *, supported: bool, contradicted: bool, n_seeds: int | None = None, min_seeds: int = MIN_SEEDS
-) -> str:
-    """The ladder every rule shares: too few seeds, then supported, then contradicted, else inconclusive.
-
-    `n_seeds` is the statistic's; without it no gate (each interval's own seeds decide whether it counts).
-    """
-    if n_seeds is not None and n_seeds < min_seeds:
+    def verdict(self, min_seeds: int = MIN_SEEDS) -> str:
+        interval = self.interval
+        if interval.n_seeds < min_seeds or not np.isfinite([interval.low, interval.high]).all():
+            return INCONCLUSIVE
+        if interval.low > self.margin:
+            return SUPPORTED if self.above else CONTRADICTED
+        if interval.high < self.margin:
+            return CONTRADICTED if self.above else SUPPORTED
         return INCONCLUSIVE
-    if supported:
+
+    def text(self, digits: int = 3) -> str:
+        sign = ">" if self.above else "<"
+        margin = f"{sign} {self.margin:.{digits}g}"
+        return f"{self.label} {self.interval.text(digits)} vs {margin}: {self.verdict()}"
+
+
+def exceeds(label: str, interval: Interval, margin: float) -> Test:
+    """The effect is larger than `margin`."""
+    return Test(label, interval, float(margin), above=True)
+
+
+def falls_below(label: str, interval: Interval, margin: float) -> Test:
+    """The effect is smaller than `margin`."""
+    return Test(label, interval, float(margin), above=False)
+
+
+def non_inferior(label: str, gap: Interval, margin: float) -> Test:
+    """X is (close to) the best: X minus the best rival is larger than -`margin`."""
+    return Test(label, gap, -float(margin), above=True)
+
+
+def combine(tests: Iterable[Test], min_seeds: int = MIN_SEEDS) -> str:
+    """Supported when every test is, contradicted when any is, otherwise inconclusive."""
+    verdicts = [test.verdict(min_seeds) for test in tests]
+    if not verdicts:
+        return INCONCLUSIVE
+    if all(v == SUPPORTED for v in verdicts):
         return SUPPORTED
-    if contradicted:
+    if any(v == CONTRADICTED for v in verdicts):
         return CONTRADICTED
     return INCONCLUSIVE
-
-
-def decide(interval: Interval, *, above: float = 0.0, below: float = 0.0, min_seeds: int = MIN_SEEDS) -> str:
-    """supported when the interval lies above `above`, contradicted when it lies below `below`."""
-    return verdict(
-        supported=lies_above(interval, above, min_seeds=min_seeds),
-        contradicted=lies_below(interval, below, min_seeds=min_seeds),
-        n_seeds=interval.n_seeds,
-        min_seeds=min_seeds,
-    )
-
-
-def decide_below(interval: Interval, *, min_seeds: int = MIN_SEEDS) -> str:
-    """supported when the interval lies below 0, contradicted when it lies above 0."""
-    return verdict(
-        supported=lies_below(interval, min_seeds=min_seeds),
-        contradicted=lies_above(interval, min_seeds=min_seeds),
-        n_seeds=interval.n_seeds,
-        min_seeds=min_seeds,
-    )
-
-
-def decide_every(
-    intervals: Iterable[Interval], *, n_seeds: int | None = None, min_seeds: int = MIN_SEEDS
-) -> str:
-    """supported when every interval lies above 0, contradicted when any lies below 0.
-
-    `n_seeds` (the statistic's) makes fewer than `min_seeds` seeds inconclusive whatever the others say;
-    without it each interval's own seeds decide whether it counts.
-    """
-    intervals = list(intervals)
-    return verdict(
-        supported=all(lies_above(i, min_seeds=min_seeds) for i in intervals),
-        contradicted=any(lies_below(i, min_seeds=min_seeds) for i in intervals),
-        n_seeds=n_seeds,
-        min_seeds=min_seeds,
-    )
-
-
-def decide_not_below(interval: Interval, *, min_seeds: int = MIN_SEEDS) -> str:
-    """supported unless the interval lies below 0 (reaching 0 is a tie, and a tie supports)."""
-    below = lies_below(interval, min_seeds=min_seeds)
-    return verdict(supported=not below, contradicted=below, n_seeds=interval.n_seeds, min_seeds=min_seeds)
-
-
-def decide_consistent(pooled: Interval, parts: Iterable[Interval], *, min_seeds: int = MIN_SEEDS) -> str:
-    """supported when `pooled` lies above 0 and no part below; contradicted when below and no part above.
-
-    Otherwise inconclusive: the pooled interval straddles 0, or the parts disagree with it.
-    """
-    parts = list(parts)
-    return verdict(
-        supported=lies_above(pooled, min_seeds=min_seeds)
-        and not any(lies_below(p, min_seeds=min_seeds) for p in parts),
-        contradicted=lies_below(pooled, min_seeds=min_seeds)
-        and not any(lies_above(p, min_seeds=min_seeds) for p in parts),
-        n_seeds=pooled.n_seeds,
-        min_seeds=min_seeds,
-    )
-
-
-def few_seeds_note(interval: Interval, min_seeds: int = MIN_SEEDS) -> str:
-    """The sentence a claim's detail ends with when its statistic has too few seeds for a verdict."""
-    if interval.n_seeds >= min_seeds:
-        return ""
-    return f" Fewer than {min_seeds} seeds: no interval, so no verdict."
 
 
 # ---------------------------------------------------------------------------------------------- claims
@@ -152,55 +146,49 @@ class Missing(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a claim measured: the statistic's interval, the verdict, why, and the arms it compared."""
+    """What a claim measured: the headline interval, the tests that decide it, why, the arms it compared.
+
+    The headline's margin is the first test's. `verdict` is `combine(tests)` unless `missing` says why the
+    claim could not be measured.
+    """
 
     interval: Interval
-    verdict: str
+    tests: tuple[Test, ...]
     detail: str
     arms: tuple[str, ...] = ()
+    missing: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return NOT_MEASURED if self.missing else combine(self.tests)
+
+    @property
+    def margin(self) -> float:
+        return self.tests[0].margin if self.tests else math.nan
 
 
 def not_measured(reason: str) -> Outcome:
-    return Outcome(EMPTY, NOT_MEASURED, f"Not measured: {reason}.")
+    return Outcome(EMPTY, (), f"Not measured: {reason}.", missing=reason)
 
 
-@dataclass(frozen=True)
-class ClaimResult:
-    """One row of the claims table: the claim's texts beside what was measured."""
+def few_seeds_note(interval: Interval, min_seeds: int = MIN_SEEDS) -> str:
+    """The sentence a claim's detail ends with when its statistic has too few seeds for a verdict."""
+    if interval.n_seeds >= min_seeds:
+        return ""
+    return f" Fewer than {min_seeds} seeds: no interval, so no verdict."
 
-    claim_id: str
-    question: str
-    statement: str
-    interval: Interval
-    verdict: str
-    reference_conclusion: str
-    measure: str
-    rule: str
-    detail: str
 
-    def row(self) -> dict:
-        """The row in `CLAIM_COLUMNS` order."""
-        return {
-            "claim_id": self.claim_id,
-            "question": self.question,
-            "statement": self.statement,
-            "statistic": self.interval.estimate,
-            "ci_low": self.interval.low,
-            "ci_high": self.interval.high,
-            "n_seeds": int(self.interval.n_seeds),
-            "verdict": self.verdict,
-            "reference_conclusion": self.reference_conclusion,
-            "measure": self.measure,
-            "rule": self.rule,
-            "detail": self.detail,
-        }
+def tests_text(tests: Sequence[Test], digits: int = 3) -> str:
+    """The tests a verdict came from, as one sentence."""
+    return "Tests: " + "; ".join(test.text(digits) for test in tests) + "." if tests else ""
 
 
 @dataclass(frozen=True)
 class Claim(Generic[ContextT]):
     """A claim as data; `evaluate` measures it on its question's context (raises Missing when it cannot).
 
-    Texts may hold `LEVEL`, replaced by the configured confidence level when the claim is judged.
+    `thresholds` names the analysis settings (margins included) its verdict depends on: the sensitivity grid
+    varies exactly these. Texts may hold `LEVEL`, replaced by the confidence level when the claim is judged.
     """
 
     claim_id: str
@@ -210,33 +198,191 @@ class Claim(Generic[ContextT]):
     measure: str
     rule: str
     evaluate: Callable[[ContextT], Outcome] = field(repr=False)
+    thresholds: tuple[str, ...] = ()
+    kind: str = FINDING
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.claim_id}: kind {self.kind!r} is not one of {KINDS}")
 
     def outcome(self, context: ContextT) -> Outcome:
         """The evaluator's outcome, or not_measured with the reason when something it needs is missing."""
         try:
-            outcome = self.evaluate(context)
+            return self.evaluate(context)
         except Missing as reason:
             return not_measured(str(reason))
-        if outcome.verdict not in VERDICTS:
-            raise ValueError(f"claim {self.claim_id} returned unknown verdict {outcome.verdict!r}")
-        return outcome
 
-    def result(self, outcome: Outcome, level: str, detail_suffix: str = "") -> ClaimResult:
-        """The claims-table row of `outcome`, texts stating the confidence `level` (e.g. "95%")."""
-        return ClaimResult(
-            claim_id=self.claim_id,
-            question=self.question,
-            statement=self.statement.replace(LEVEL, level),
-            interval=outcome.interval,
-            verdict=outcome.verdict,
-            reference_conclusion=self.reference_conclusion.replace(LEVEL, level),
-            measure=self.measure.replace(LEVEL, level),
-            rule=self.rule.replace(LEVEL, level),
-            detail=outcome.detail + detail_suffix,
+    def text(self, text: str, level: str) -> str:
+        return text.replace(LEVEL, level)
+
+
+# ---------------------------------------------------------------------------------------------- judging
+
+ContextFactory = Callable[[str, Mapping[str, float], float], ContextT]
+"""(block, threshold overrides, confidence) -> the context a claim is measured on."""
+
+
+def threshold_grid(
+    base: Mapping[str, float],
+    names: Sequence[str],
+    factors: Sequence[float],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+) -> list[dict[str, float]]:
+    """Every combination of each named threshold at factor x its base value (integers stay integers >= 1).
+
+    A value outside its threshold's open range in `bounds` (a share must stay in (0, 1): x2 of 0.9 is no
+    nearby setting but an impossible one) is left out; the configured value always stays.
+    """
+    bounds = bounds or {}
+    axes = []
+    for name in names:
+        value = base[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"threshold {name!r} is not a number: {value!r}")
+        if isinstance(value, int):
+            values = {max(1, round(value * f)) for f in factors}
+        else:
+            values = {value * f for f in factors}
+        low, high = bounds.get(name, (-math.inf, math.inf))
+        axes.append(sorted({v for v in values if low < v < high} | {value}))
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def _level(confidence: float) -> str:
+    return f"{100 * confidence:.4g}%"
+
+
+def _holm_levels(
+    claims: Sequence[Claim], outcome_at: Callable[[Claim, float], Outcome], confidence: float
+) -> dict[str, float]:
+    """Holm's step-down: the confidence at which each claim's discovery verdict is taken.
+
+    With m claims, those decisive (supported or contradicted) at level 1 - alpha/m are decided there; with
+    k decided, the rest are tried at 1 - alpha/(m - k), until none more is decisive. The remaining claims
+    are taken at the last level tried (their verdict is then inconclusive or as decisive as it gets there).
+    """
+    alpha = 1.0 - confidence
+    measured = [c for c in claims if outcome_at(c, confidence).verdict != NOT_MEASURED]
+    levels: dict[str, float] = {c.claim_id: confidence for c in claims}
+    remaining, decided = list(measured), 0
+    while remaining:
+        level = 1.0 - alpha / (len(measured) - decided)
+        decisive = [c for c in remaining if outcome_at(c, level).verdict in (SUPPORTED, CONTRADICTED)]
+        for claim in remaining:
+            levels[claim.claim_id] = level
+        if not decisive:
+            break
+        decided += len(decisive)
+        remaining = [c for c in remaining if c not in decisive]
+    return levels
+
+
+def judge_claims(
+    claims: Sequence[Claim[ContextT]],
+    context: ContextFactory,
+    base: Mapping[str, float],
+    confidence: float,
+    factors: Sequence[float] = (0.5, 1.0, 2.0),
+    adjust: str = "none",
+    suffix: Callable[[Claim[ContextT], Outcome, str], str] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
+    """The claims table: each claim decided on discovery, on replication and over its threshold grid.
+
+    `context(block, overrides, confidence)` builds the context (the question caches what it can); `base`
+    holds the configured value of every threshold a claim names; `suffix(claim, outcome, block)` adds to a
+    detail (e.g. the diverged runs of the arms it compared); `bounds` the open range of a threshold's values
+    (see `threshold_grid`).
+    """
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}")
+    cache: dict[tuple, Outcome] = {}
+
+    def outcome(claim: Claim, block: str, overrides: Mapping[str, float], level: float) -> Outcome:
+        key = (claim.claim_id, block, tuple(sorted(overrides.items())), level)
+        if key not in cache:
+            cache[key] = claim.outcome(context(block, overrides, level))
+        return cache[key]
+
+    levels = (
+        _holm_levels(claims, lambda c, lv: outcome(c, DISCOVERY, {}, lv), confidence)
+        if adjust == "holm"
+        else {c.claim_id: confidence for c in claims}
+    )
+    rows = []
+    for claim in claims:
+        level = levels[claim.claim_id]
+        found = outcome(claim, DISCOVERY, {}, level)
+        again = outcome(claim, REPLICATION, {}, level)
+        missing = [name for name in claim.thresholds if name not in base]
+        if missing:
+            raise KeyError(f"claim {claim.claim_id} names thresholds without a configured value: {missing}")
+        grid = threshold_grid(base, claim.thresholds, factors, bounds) if claim.thresholds else [{}]
+        verdicts = [outcome(claim, DISCOVERY, setting, level).verdict for setting in grid]
+        robust = (
+            math.nan
+            if found.verdict == NOT_MEASURED
+            else float(np.mean([v == found.verdict for v in verdicts]))
+        )
+        text = _level(level)
+        rows.append(
+            {
+                "claim_id": claim.claim_id,
+                "question": claim.question,
+                "kind": claim.kind,
+                "statement": claim.text(claim.statement, text),
+                "statistic": found.interval.estimate,
+                "ci_low": found.interval.low,
+                "ci_high": found.interval.high,
+                "n_seeds": int(found.interval.n_seeds),
+                "margin": found.margin,
+                "verdict": found.verdict,
+                "replication_statistic": again.interval.estimate,
+                "replication_ci_low": again.interval.low,
+                "replication_ci_high": again.interval.high,
+                "replication_n_seeds": int(again.interval.n_seeds),
+                "replication_verdict": again.verdict,
+                "robust_share": robust,
+                "settings": len(grid),
+                "confidence": level,
+                "reference_conclusion": claim.text(claim.reference_conclusion, text),
+                "measure": claim.text(claim.measure, text),
+                "rule": claim.text(claim.rule, text),
+                "detail": found.detail + (suffix(claim, found, DISCOVERY) if suffix else ""),
+                "replication_detail": again.detail + (suffix(claim, again, REPLICATION) if suffix else ""),
+            }
+        )
+    return claims_frame(rows)
+
+
+def claims_frame(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """The claims table of `rows` (`CLAIM_COLUMNS`, integer counts), in their order."""
+    return pd.DataFrame(list(rows), columns=CLAIM_COLUMNS).astype(CLAIM_DTYPES)
+
+
+def log_claims(log: logging.Logger, claims: pd.DataFrame) -> None:
+    """One log line per claim: kind, discovery and replication verdicts with their intervals, robust share."""
+    for row in claims.itertuples():
+        log.info(
+            "%s (%s): discovery %s %.3f [%.3f, %.3f] n=%d; replication %s %.3f [%.3f, %.3f] n=%d; "
+            "robust share %.2f of %d settings",
+            row.claim_id,
+            row.kind,
+            row.verdict,
+            row.statistic,
+            row.ci_low,
+            row.ci_high,
+            row.n_seeds,
+            row.replication_verdict,
+            row.replication_statistic,
+            row.replication_ci_low,
+            row.replication_ci_high,
+            row.replication_n_seeds,
+            row.robust_share,
+            row.settings,
         )
 
 
-def claims_table(results: Iterable[ClaimResult]) -> pd.DataFrame:
-    """The claims table (`CLAIM_COLUMNS`, n_seeds int64) of `results`, in their order."""
-    rows = [result.row() for result in results]
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS).astype({"n_seeds": "int64"})
+def verdict_changes(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims whose replication verdict differs from the discovery verdict."""
+    return claims[claims["verdict"] != claims["replication_verdict"]]
