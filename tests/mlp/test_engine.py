@@ -3,8 +3,9 @@ import pytest
 import torch
 from reference_loop import train_reference
 
+from dlatoms.core.seeding import torch_generator
 from dlatoms.mlp.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
-from dlatoms.mlp.engine import Layout, NetworkSpec, TrainingSpec
+from dlatoms.mlp.engine import UNIT_STATS, Layout, NetworkSpec, TrainingSpec
 from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
 
 SEEDS = [0, 1, 2]
@@ -21,36 +22,56 @@ def datasets(tmp_path_factory):
     return out
 
 
-def make_arm(penalty="none", strength=0.0, loss="mse", steps=50, activation="sigmoid", hidden=(20, 20)):
+def make_arm(
+    penalty="none",
+    strength=0.0,
+    loss="mse",
+    steps=50,
+    activation="sigmoid",
+    hidden=(20, 20),
+    sampling="without_replacement",
+    batch_size=64,
+    init=None,
+):
+    training = TrainingSpec(
+        steps=steps,
+        batch_size=batch_size,
+        sampling=sampling,
+        eval_every=10,
+        trace_every=10,
+        traced_weights=5,
+        loss=loss,
+    )
     return ArmSpec(
         question="test",
         arm="a",
         seeds=tuple(SEEDS),
         network=NetworkSpec(input_dim=12, hidden_sizes=hidden, activation=activation),
-        training=TrainingSpec(steps=steps, eval_every=10, trace_every=10, traced_weights=5, loss=loss),
-        init={"name": "xavier_uniform"},
+        training=training,
+        init=init or {"name": "xavier_uniform"},
         penalty=penalty,
         strength=strength,
     )
 
 
 @pytest.mark.parametrize(
-    ("penalty", "strength", "loss", "activation"),
+    ("penalty", "strength", "loss", "activation", "sampling"),
     [
-        ("none", 0.0, "mse", "sigmoid"),
-        ("l1", 0.1, "mse", "sigmoid"),
-        ("l2", 1.0, "mse", "sigmoid"),
-        ("none", 0.0, "cross_entropy", "tanh"),
-        ("l1", 1.0, "mse", "relu"),
+        ("none", 0.0, "mse", "sigmoid", "without_replacement"),
+        ("none", 0.0, "mse", "sigmoid", "with_replacement"),
+        ("l1", 0.1, "mse", "sigmoid", "without_replacement"),
+        ("l2", 1.0, "mse", "sigmoid", "without_replacement"),
+        ("none", 0.0, "cross_entropy", "tanh", "without_replacement"),
+        ("l1", 1.0, "mse", "relu", "without_replacement"),
     ],
 )
-def test_engine_matches_per_seed_torch_loop(datasets, penalty, strength, loss, activation):
-    arm = make_arm(penalty, strength, loss, activation=activation)
+def test_engine_matches_per_seed_torch_loop(datasets, penalty, strength, loss, activation, sampling):
+    arm = make_arm(penalty, strength, loss, activation=activation, sampling=sampling)
     result = train_seeds(arm, datasets)
     layout = Layout(arm.network.layer_shapes)
     for r, seed in enumerate(SEEDS):
         flat = initial_parameters(arm.network, arm.init, seed)
-        indices = batch_indices(seed, 400, arm.training.steps, arm.training.batch_size)
+        indices = batch_indices(seed, 400, arm.training.steps, arm.training.batch_size, sampling)
         model, losses = train_reference(
             arm.network, arm.training, flat, datasets[seed], indices, penalty, strength
         )
@@ -97,3 +118,53 @@ def test_divergence_is_recorded_and_isolated(datasets):
     calm = train_seeds(make_arm(steps=30), datasets)
     assert (calm.diverged_step == -1).all()
     assert np.isfinite(calm.step_loss).all()
+
+
+def test_without_replacement_draws_distinct_rows_of_a_fresh_permutation():
+    rows = batch_indices(0, 400, 2000, 64)
+    assert rows.shape == (2000, 64) and rows.dtype == torch.int64
+    assert rows.min() >= 0 and rows.max() < 400
+    sorted_rows = rows.sort(dim=1).values
+    assert (sorted_rows[:, 1:] != sorted_rows[:, :-1]).all(), "a row repeats within a step"
+    # A fresh permutation at every step: every row is drawn, about equally often (64 * 2000 / 400 = 320).
+    counts = torch.bincount(rows.reshape(-1), minlength=400)
+    assert counts.min() > 240 and counts.max() < 400
+    assert not torch.equal(rows[0], rows[1])
+    # Its own stream per seed: seeds differ, the same seed repeats.
+    assert not torch.equal(rows, batch_indices(1, 400, 2000, 64))
+    assert torch.equal(rows, batch_indices(0, 400, 2000, 64))
+    # The first 64 of a permutation drawn as the argsort of the seed's uniform "batches" draws.
+    uniform = torch.rand(2000, 400, dtype=torch.float64, generator=torch_generator(0, "batches"))
+    assert torch.equal(rows, uniform.argsort(dim=1)[:, :64])
+    # All training rows in one step: a permutation.
+    assert torch.equal(batch_indices(0, 400, 3, 400).sort(dim=1).values, torch.arange(400).expand(3, -1))
+
+
+def test_with_replacement_draws_as_before():
+    rows = batch_indices(3, 400, 50, 64, "with_replacement")
+    expected = torch.randint(0, 400, (50, 64), generator=torch_generator(3, "batches"))
+    assert torch.equal(rows, expected)
+    assert not torch.equal(rows, batch_indices(3, 400, 50, 64))
+
+
+def test_batch_larger_than_the_training_split_names_the_setting(datasets):
+    with pytest.raises(ValueError, match=r"config\.test\.training\.batch_size: 500 .* 400 training rows"):
+        train_seeds(make_arm(batch_size=500), datasets)
+    # With replacement a batch may be larger than the split.
+    result = train_seeds(make_arm(batch_size=500, sampling="with_replacement", steps=10), datasets)
+    assert np.isfinite(result.step_loss).all()
+    with pytest.raises(ValueError, match="training.sampling must be one of"):
+        TrainingSpec(sampling="bootstrap")
+
+
+def test_exact_distinct_units_see_noise_below_the_tolerance(datasets):
+    """Constant 0 plus noise of std 1e-6: one unit at tolerance 1e-5, all distinct at tolerance 0."""
+    noisy = train_seeds(make_arm(init={"name": "constant", "value": 0.0, "noise_std": 1e-6}), datasets)
+    zeros = train_seeds(make_arm(init={"name": "zeros"}), datasets)
+    assert set(noisy.unit_stats) == set(UNIT_STATS)
+    hidden = slice(0, 2)  # the two hidden layers; the linear output layer has no units to compare
+    assert (noisy.unit_stats["distinct_units"][0, :, hidden] == 1).all()
+    assert (noisy.unit_stats["distinct_units_exact"][0, :, hidden] == 20).all()
+    assert (zeros.unit_stats["distinct_units_exact"][:, :, hidden] == 1).all()
+    assert (zeros.unit_stats["distinct_units"][:, :, hidden] == 1).all()
+    assert np.isnan(noisy.unit_stats["distinct_units_exact"][:, :, 2]).all()

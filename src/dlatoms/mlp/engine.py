@@ -54,6 +54,7 @@ class TrainingSpec:
 
     steps: int = 500
     batch_size: int = 64
+    sampling: str = "without_replacement"  # one of SAMPLINGS
     lr: float = 0.003
     loss: str = "mse"
     eval_every: int = 50
@@ -70,6 +71,8 @@ class TrainingSpec:
             raise ValueError(
                 f"training.traced_layers must be one of {list(TRACED_LAYERS)}, got {self.traced_layers!r}"
             )
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"training.sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class BatchResult:
     traced: np.ndarray  # (T, R, n_traced)
     traced_layer: np.ndarray  # (n_traced,) 1-based layer of each traced weight
     traced_index: np.ndarray  # (n_traced,) index within the flattened (fan_in, fan_out) matrix
-    unit_stats: dict[str, np.ndarray]  # each (E, R, L)
+    unit_stats: dict[str, np.ndarray]  # each (E, R, L), by UNIT_STATS name
     step_loss: np.ndarray  # (steps, R) minibatch loss (data term) at each step
     diverged_step: np.ndarray  # (R,) first step whose loss was not finite, -1 if none
     final_parameters: torch.Tensor  # (R, P)
@@ -183,6 +186,18 @@ ACTIVATIONS: dict[str, Activation] = {
 LOSSES = ("mse", "cross_entropy")
 # Which weight layers a batch traces (config `training.traced_layers`): every layer, or the first only.
 TRACED_LAYERS = ("all", "first")
+# How a step's minibatch rows are drawn (config `training.sampling`; dlatoms.mlp.training draws them): the
+# first batch_size rows of a fresh permutation (distinct rows, the reference), or independently.
+SAMPLINGS = ("without_replacement", "with_replacement")
+# The diagnostics recorded per network and weight layer at every evaluation (see `_unit_stats`); distinct
+# units are counted at DiagnosticsSpec.distinct_tolerance and exactly (tolerance 0: rows exactly equal).
+UNIT_STATS = (
+    "mean_abs_weight",
+    "weight_norm",
+    "distinct_units",
+    "distinct_units_exact",
+    "saturated_fraction",
+)
 
 
 def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
@@ -363,14 +378,12 @@ def _unit_stats(
 ) -> dict[str, torch.Tensor]:
     """Per network and weight layer: mean |W|, ||W||_F, distinct units and saturated fraction (hidden only).
 
-    `blocks` are the layers' (networks, fan_out, fan_in + 1) [W; b]^T blocks (see `_Store`): each row is
-    one unit's incoming weights and bias. `hidden` holds the hidden layers' activations, (networks, ...).
+    Distinct units are counted twice: at the diagnostics' tolerance and exactly (tolerance 0). `blocks`
+    are the layers' (networks, fan_out, fan_in + 1) [W; b]^T blocks (see `_Store`): each row is one
+    unit's incoming weights and bias. `hidden` holds the hidden layers' activations, (networks, ...).
     """
     networks, n_layers = blocks[0].shape[0], len(blocks)
-    stats = {
-        name: torch.full((networks, n_layers), math.nan)
-        for name in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
-    }
+    stats = {name: torch.full((networks, n_layers), math.nan) for name in UNIT_STATS}
     margin = diagnostics.saturation_margin
     for layer, units in enumerate(blocks):
         w = units[:, :, :-1]
@@ -381,6 +394,8 @@ def _unit_stats(
         # A unit is its incoming weights and bias; it duplicates a lower-numbered unit when all of them
         # agree within the tolerance (max-norm). Symmetric units stay exact copies of each other.
         stats["distinct_units"][:, layer] = _distinct_units(units, diagnostics.distinct_tolerance)
+        # Tolerance 0: tiny symmetry-breaking noise (below the tolerance) still makes units distinct.
+        stats["distinct_units_exact"][:, layer] = _distinct_units(units, 0.0)
         a = hidden[layer]
         saturated = ACTIVATIONS[network.activation].saturated(a, margin)
         # The fraction as float32 mean() computes it (a sum, exact here, divided by the count), faster.
@@ -439,10 +454,7 @@ class _Evaluator:
         self.metrics = {
             f"{split}_{name}": torch.empty(n_evals, runs) for split in splits for name in ("loss", "accuracy")
         }
-        self.unit_stats = {
-            name: torch.empty(n_evals, runs, n_layers)
-            for name in ("mean_abs_weight", "weight_norm", "distinct_units", "saturated_fraction")
-        }
+        self.unit_stats = {name: torch.empty(n_evals, runs, n_layers) for name in UNIT_STATS}
         # Per split: inputs and one-hot targets repeated for every snapshot of a group, labels, buffers.
         self.splits = []
         for split, (x, labels) in splits.items():

@@ -2,7 +2,8 @@
 
 Weights are stored as (fan_in, fan_out), as in the reference's TensorFlow code (x @ W). A bias vector
 of size n has no fans of its own; like TensorFlow 1 we take fan_in = fan_out = n, so Xavier uniform
-draws a bias from U(+-sqrt(3/n)).
+draws a bias from U(+-sqrt(3/n)). The one exception, `inverse_fan_in`, sets a bias like its layer's
+weights, 1 / (the layer's fan_in).
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ INITIALIZERS: dict[str, Initializer] = {}
 
 # Parameters each initializer takes, with their defaults; `None` marks a required parameter.
 PARAMETERS: dict[str, dict[str, float | None]] = {}
+# Initializers that also take `layer_fan_in`, the fan_in of the layer a weight matrix or bias belongs to.
+LAYER_AWARE: set[str] = set()
 
 
-def register(name: str, **parameters: float | None) -> Callable[[Initializer], Initializer]:
+def register(
+    name: str, layer_aware: bool = False, **parameters: float | None
+) -> Callable[[Initializer], Initializer]:
     def wrap(fn: Initializer) -> Initializer:
         INITIALIZERS[name] = fn
         PARAMETERS[name] = parameters
+        if layer_aware:
+            LAYER_AWARE.add(name)
         return fn
 
     return wrap
@@ -87,9 +94,22 @@ def ones(shape, generator):
     return torch.ones(shape)
 
 
-@register("constant", value=None)
-def constant(shape, generator, value):
-    return torch.full(shape, float(value))
+def _constant_plus_noise(shape, generator, value: float, noise_std: float) -> torch.Tensor:
+    """`value` everywhere, plus N(0, noise_std^2) noise when noise_std > 0 (no draw when 0)."""
+    if noise_std == 0:
+        return torch.full(shape, float(value))
+    return torch.empty(shape).normal_(float(value), float(noise_std), generator=generator)
+
+
+@register("constant", value=0.0, noise_std=0.0)
+def constant(shape, generator, value=0.0, noise_std=0.0):
+    return _constant_plus_noise(shape, generator, value, noise_std)
+
+
+@register("inverse_fan_in", layer_aware=True, noise_std=0.0)
+def inverse_fan_in(shape, generator, layer_fan_in, noise_std=0.0):
+    """Every weight and bias of a layer 1 / fan_in (its inputs): symmetric, but small sums, no saturation."""
+    return _constant_plus_noise(shape, generator, 1.0 / layer_fan_in, noise_std)
 
 
 @register("normal", mean=0.0, std=None)
@@ -121,14 +141,29 @@ def check_initializer(spec: dict, where: str) -> None:
             )
     if "std" in given and not given["std"] > 0:
         raise ValueError(f"{where}.std must be > 0, got {given['std']}; set a positive standard deviation")
+    if "noise_std" in given and not given["noise_std"] >= 0:
+        raise ValueError(
+            f"{where}.noise_std must be >= 0, got {given['noise_std']}; set 0 (no noise) or a positive "
+            "standard deviation"
+        )
     if "low" in given and "high" in given and not given["low"] < given["high"]:
         raise ValueError(
             f"{where}: low must be < high, got low={given['low']} high={given['high']}; swap or change them"
         )
 
 
-def initialize(spec: dict, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """A float32 tensor of `shape` drawn by the initializer `spec` = {name, **params}."""
+def initialize(
+    spec: dict, shape: tuple[int, ...], generator: torch.Generator, layer_fan_in: int | None = None
+) -> torch.Tensor:
+    """A float32 tensor of `shape` drawn by the initializer `spec` = {name, **params}.
+
+    `layer_fan_in` is the fan_in of the layer the tensor belongs to; a bias's shape does not say it, so
+    initializers in LAYER_AWARE need it for biases (for a weight matrix it defaults to its rows).
+    """
     check_initializer(spec, "init")
     params = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] in LAYER_AWARE:
+        if layer_fan_in is None and len(shape) != 2:
+            raise ValueError(f"initializer {spec['name']!r} needs layer_fan_in for a tensor of shape {shape}")
+        params["layer_fan_in"] = shape[0] if layer_fan_in is None else layer_fan_in
     return INITIALIZERS[spec["name"]](tuple(shape), generator, **params).to(torch.float32)

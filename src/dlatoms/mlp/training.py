@@ -14,7 +14,7 @@ import torch
 
 from dlatoms.core.seeding import torch_generator
 from dlatoms.mlp.data import Dataset, load_mixture
-from dlatoms.mlp.engine import BatchResult, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
+from dlatoms.mlp.engine import SAMPLINGS, BatchResult, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
 from dlatoms.mlp.initializers import initialize
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,41 @@ def initial_parameters(network: NetworkSpec, init: dict, seed: int) -> torch.Ten
     generator = torch_generator(seed, "init")
     pieces = []
     for fan_in, fan_out in network.layer_shapes:
-        pieces.append(initialize(init, (fan_in, fan_out), generator).reshape(-1))
-        pieces.append(initialize(init, (fan_out,), generator))
+        pieces.append(initialize(init, (fan_in, fan_out), generator, layer_fan_in=fan_in).reshape(-1))
+        pieces.append(initialize(init, (fan_out,), generator, layer_fan_in=fan_in))
     return torch.cat(pieces)
 
 
-def batch_indices(seed: int, n_train: int, steps: int, batch_size: int) -> torch.Tensor:
-    """The (steps, batch_size) training rows one run draws, uniformly with replacement."""
-    return torch.randint(0, n_train, (steps, batch_size), generator=torch_generator(seed, "batches"))
+def batch_indices(
+    seed: int,
+    n_train: int,
+    steps: int,
+    batch_size: int,
+    sampling: str = "without_replacement",
+    where: str = "training",
+) -> torch.Tensor:
+    """The (steps, batch_size) training rows one run draws, by `sampling` (see engine.SAMPLINGS).
+
+    without_replacement: the first batch_size rows of a fresh permutation at every step (the reference),
+    all steps at once from the argsort of uniform draws; with_replacement: independent uniform rows. `where`
+    names the training settings in errors (e.g. "config.init.training").
+    """
+    generator = torch_generator(seed, "batches")
+    if sampling == "with_replacement":
+        return torch.randint(0, n_train, (steps, batch_size), generator=generator)
+    if sampling != "without_replacement":
+        raise ValueError(f"{where}.sampling must be one of {list(SAMPLINGS)}, got {sampling!r}")
+    if batch_size > n_train:
+        raise ValueError(
+            f"{where}.batch_size: {batch_size} is more than the {n_train} training rows, and sampling "
+            f"without_replacement draws distinct rows; set batch_size <= {n_train} or "
+            f"{where}.sampling: with_replacement"
+        )
+    # The first batch_size entries of argsort(uniform) are the batch_size smallest uniforms in ascending
+    # order: topk finds them 3x faster than a full sort. float64 uniforms tie with negligible probability,
+    # so every permutation is equally likely.
+    uniform = torch.rand(steps, n_train, dtype=torch.float64, generator=generator)
+    return uniform.topk(batch_size, dim=1, largest=False, sorted=True).indices
 
 
 def _stack(datasets: list[Dataset], attribute: str, dtype: torch.dtype) -> torch.Tensor:
@@ -94,7 +121,10 @@ def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
     n_train = sets[0].x_train.shape[0]
     t = arm.training
     initial = torch.stack([initial_parameters(arm.network, arm.init, s) for s in seeds])
-    indices = torch.stack([batch_indices(s, n_train, t.steps, t.batch_size) for s in seeds])
+    where = f"config.{arm.question}.training"
+    indices = torch.stack(
+        [batch_indices(s, n_train, t.steps, t.batch_size, t.sampling, where) for s in seeds]
+    )
     l1 = torch.full((len(seeds),), arm.strength if arm.penalty == "l1" else 0.0)
     l2 = torch.full((len(seeds),), arm.strength if arm.penalty == "l2" else 0.0)
     return train_batch(
