@@ -12,8 +12,10 @@ from dlatoms.core.io import (
     write_parquet_atomic,
 )
 from dlatoms.core.jobs import job_logging
-from dlatoms.core.stats import BootstrapSpec  # noqa: E402
-from dlatoms.mlp.claims import Measures, arm_summaries, evaluate_claims
+from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.verdicts import log_claims
+from dlatoms.mlp.claim_context import ClaimTables
+from dlatoms.mlp.claims import arm_summaries, evaluate_claims
 from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
 from dlatoms.mlp.measures import (
     AnalysisSpec,  # noqa: E402
@@ -113,29 +115,22 @@ def measure_question_job(
 
 
 def compute_claims_job(
-    inputs: dict[str, str], analysis: dict, outputs: dict[str, str], log_path: str
+    inputs: dict[str, str], blocks: dict, analysis: dict, outputs: dict[str, str], log_path: str
 ) -> None:
-    """Rule entry point: claims table (parquet and TSV) and per-arm summaries from the per-seed measures."""
-    from dlatoms.core.io import write_parquet_atomic, write_tsv_atomic
-    from dlatoms.core.jobs import job_logging
+    """Rule entry point: the claims table of questions 1-3 (discovery, replication, robust share), summaries.
 
+    `inputs` maps `<question>_measures` and the raw tables (`layers_metrics`, `layers_weights`,
+    `regularization_metrics`, `regularization_weights`, `regularization_units`) to parquet paths; `blocks`
+    maps each question to its "discovery" and "replication" seeds; `analysis` is the config's `analysis`.
+    """
     with job_logging(log_path) as log:
-        measures = Measures(**{name: pd.read_parquet(path) for name, path in inputs.items()})
-        claims = evaluate_claims(
-            measures, AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
-        )
+        tables = ClaimTables.from_frames({name: pd.read_parquet(path) for name, path in inputs.items()})
+        spec, bootstrap = AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
+        factors = tuple(float(f) for f in analysis.get("sensitivity_factors", (0.5, 1.0, 2.0)))
+        adjust = str(analysis.get("adjust", "none"))
+        started = time.perf_counter()
+        claims = evaluate_claims(tables, blocks, spec, bootstrap, factors, adjust)
+        log.info("%d claims judged in %.1f s (adjust %s)", len(claims), time.perf_counter() - started, adjust)
         write_parquet_atomic(claims, outputs["claims"])
-        write_tsv_atomic(claims, outputs["tsv"])
-        write_parquet_atomic(
-            arm_summaries(measures, BootstrapSpec.from_params(analysis)), outputs["summaries"]
-        )
-        for row in claims.itertuples():
-            log.info(
-                "%s %s: %.3f [%.3f, %.3f] n=%d",
-                row.claim_id,
-                row.verdict,
-                row.statistic,
-                row.ci_low,
-                row.ci_high,
-                row.n_seeds,
-            )
+        write_parquet_atomic(arm_summaries(tables, bootstrap, blocks), outputs["summaries"])
+        log_claims(log, claims)
