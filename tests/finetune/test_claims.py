@@ -1,4 +1,4 @@
-"""Claims 4a-4e on synthetic tables with known answers, and the figures drawing from them."""
+"""Claims 4a-4e+ on synthetic tables with known answers: every outcome each claim can reach, and figures."""
 
 import itertools
 
@@ -7,14 +7,16 @@ import pandas as pd
 import pytest
 
 from dlatoms.core.figures import FigureSettings, apply_style
-from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.stats import BootstrapSpec, best_rival_gap
 from dlatoms.core.verdicts import CLAIM_COLUMNS
-from dlatoms.finetune.claims import evaluate_finetune_claims
-from dlatoms.finetune.figures import FINETUNE_FIGURES
+from dlatoms.finetune.claims import CLAIM_SCENARIOS, best_gap, best_of_several_gap, evaluate_finetune_claims
 from dlatoms.finetune.jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_frame
 from dlatoms.finetune.measures import scenario_summary
 
-BOOTSTRAP = BootstrapSpec(resamples=500)
+BOOTSTRAP = BootstrapSpec(resamples=2000)
+ANALYSIS = {"accuracy_margin": 0.02, "sensitivity_factors": [0.5, 1.0, 2.0], "adjust": "none"}
+SEEDS = range(8)
+BLOCKS = {"discovery": [0, 1, 2, 3], "replication": [4, 5, 6, 7]}
 ARMS = {  # arm: (strategy, lr, backbone_lr)
     "scratch": ("scratch", 3e-3, 3e-3),
     "probe_final": ("linear_probe", np.nan, np.nan),
@@ -28,13 +30,15 @@ RECOMMENDED = {
     "small_dissimilar": ["probe_early"],
     "large_dissimilar": ["finetune_all", "scratch"],
 }
+SCENARIOS = [("similar", "small"), ("similar", "large"), ("dissimilar", "small"), ("dissimilar", "large")]
+WIGGLE = [0.0, 0.004, -0.003, -0.001, 0.002, -0.002, 0.003, -0.003]  # per-seed noise, mean 0 in each block
 
 
-def metrics_table(accuracy) -> pd.DataFrame:
+def metrics_table(accuracy, seeds=SEEDS, arms=ARMS) -> pd.DataFrame:
     """A metrics table whose final test accuracy is accuracy(similarity, size, arm, seed)."""
     rows = []
-    for similarity, size, (arm, (strategy, lr, backbone_lr)), seed in itertools.product(
-        ["similar", "dissimilar"], ["small", "large"], ARMS.items(), range(4)
+    for (similarity, size), (arm, (strategy, lr, backbone_lr)), seed in itertools.product(
+        SCENARIOS, arms.items(), seeds
     ):
         epochs = [0] if strategy == "linear_probe" else [0, 1, 2]
         for epoch, split in itertools.product(epochs, ["train", "test"]):
@@ -44,7 +48,7 @@ def metrics_table(accuracy) -> pd.DataFrame:
                     "similarity": similarity,
                     "size": size,
                     "dataset": "shapes" if similarity == "similar" else "mnist",
-                    "train_per_class": 10 if size == "small" else 400,
+                    "train_per_class": 10 if size == "small" else 300,
                     "arm": arm,
                     "strategy": strategy,
                     "seed": seed,
@@ -62,6 +66,10 @@ def metrics_table(accuracy) -> pd.DataFrame:
     return typed_frame(rows, METRIC_COLUMNS)
 
 
+def claims_of(table, blocks=BLOCKS, analysis=ANALYSIS, bootstrap=BOOTSTRAP) -> pd.DataFrame:
+    return evaluate_finetune_claims(table, RECOMMENDED, blocks, analysis, bootstrap).set_index("claim_id")
+
+
 def as_recommended(similarity, size, arm, seed):
     """The recommended arm best everywhere; the smaller fine-tuning lr better than the scratch lr."""
     best = RECOMMENDED[f"{size}_{similarity}"][0]
@@ -69,82 +77,337 @@ def as_recommended(similarity, size, arm, seed):
     return (0.9 if arm == best else base) + 0.01 * seed
 
 
-def test_claims_supported_when_the_tables_agree():
-    claims = evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, BOOTSTRAP)
+def with_gap(gaps):
+    """4a: the recommended probe_final at 0.8, the rival scratch at 0.8 + gaps[seed], the rest far below."""
+
+    def accuracy(similarity, size, arm, seed):
+        if (similarity, size) != ("similar", "small"):
+            return as_recommended(similarity, size, arm, seed)
+        return {"probe_final": 0.8, "scratch": 0.8 + gaps[seed]}.get(arm, 0.5)
+
+    return accuracy
+
+
+# ------------------------------------------------------------------------------------ the table's form
+
+
+def test_claims_table_has_the_shared_columns_and_every_claim():
+    claims = evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, BLOCKS, ANALYSIS, BOOTSTRAP)
     assert list(claims.columns) == CLAIM_COLUMNS
-    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e"]
+    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e", "4e+"]
+    assert (claims["kind"] == "finding").all()
+    assert (claims["settings"] == 3).all()  # accuracy_margin x {1/2, 1, 2}
+    assert claims.set_index("claim_id").loc["4a", "margin"] == pytest.approx(-0.02)  # non-inferiority
+    assert claims.set_index("claim_id").loc["4e", "margin"] == pytest.approx(0.02)
     assert (claims["verdict"] == "supported").all(), claims[["claim_id", "verdict", "detail"]]
-    assert claims.set_index("claim_id").loc["4a", "statistic"] == pytest.approx(0.9 - 0.8)
-
-
-def test_claims_contradicted_when_another_arm_is_clearly_better():
-    def scratch_best(similarity, size, arm, seed):
-        value = 0.95 if arm == "scratch" else 0.5
-        # The scratch lr beats the small one, seed by seed.
-        return value + (0.1 if arm == "finetune_all_scratch_lr" else 0.0) + 0.01 * seed
-
-    claims = evaluate_finetune_claims(metrics_table(scratch_best), RECOMMENDED, BOOTSTRAP).set_index(
-        "claim_id"
-    )
-    assert claims.loc[["4a", "4b", "4c"], "verdict"].eq("contradicted").all()
-    assert claims.loc["4d", "verdict"] == "supported"  # scratch is one of its recommended arms
-    assert claims.loc["4e", "verdict"] == "contradicted"
-    assert claims.loc["4e", "statistic"] == pytest.approx(-0.1)
-
-
-def test_4e_is_inconclusive_when_the_scenarios_disagree():
-    """A big win in one scenario must not hide losses in the three others behind a positive average."""
-
-    def mixed(similarity, size, arm, seed):
-        gap = 0.4 if (similarity, size) == ("similar", "small") else -0.05  # small lr minus scratch lr
-        value = {"finetune_all": 0.5 + gap, "finetune_all_scratch_lr": 0.5}.get(arm, 0.6)
-        return value + 0.01 * seed
-
-    claims = evaluate_finetune_claims(metrics_table(mixed), RECOMMENDED, BOOTSTRAP).set_index("claim_id")
-    assert claims.loc["4e", "statistic"] == pytest.approx((0.4 - 3 * 0.05) / 4)
-    assert claims.loc["4e", "ci_low"] > 0  # the average alone would say supported
-    assert claims.loc["4e", "verdict"] == "inconclusive"
-    assert "Mixed: the smaller lr is better in small_similar and worse in" in claims.loc["4e", "detail"]
-
-
-def test_tie_within_the_interval_counts_as_supported():
-    rng = np.random.default_rng(0)
-    noise = {key: rng.normal(0, 0.02) for key in itertools.product(ARMS, range(4))}
-
-    def tied(similarity, size, arm, seed):
-        return 0.8 + noise[arm, seed]
-
-    claims = evaluate_finetune_claims(metrics_table(tied), RECOMMENDED, BOOTSTRAP).set_index("claim_id")
-    recommended_worse = claims.loc[["4a", "4b", "4c", "4d"]]
-    tie = recommended_worse[recommended_worse["ci_high"] >= 0]
-    assert (tie["verdict"] == "supported").all()
+    assert (claims["replication_verdict"] == "supported").all()
+    assert (claims["n_seeds"] == 4).all() and (claims["replication_n_seeds"] == 4).all()
 
 
 def test_claim_texts_never_hard_code_a_confidence_level():
-    bootstrap = BootstrapSpec(resamples=200, confidence=0.9)
-    claims = evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, bootstrap)
+    claims = claims_of(metrics_table(as_recommended), bootstrap=BootstrapSpec(resamples=200, confidence=0.9))
     texts = claims[["statement", "reference_conclusion", "measure", "rule", "detail"]].to_numpy().ravel()
     assert not any("95%" in text or "{level}" in text for text in texts)
+    assert any("90%" in text for text in claims["rule"])
+
+
+def test_the_margin_must_be_configured():
+    with pytest.raises(KeyError, match="analysis.accuracy_margin"):
+        evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, BLOCKS, {}, BOOTSTRAP)
+
+
+# ------------------------------------------------------------------------------------ 4a-4d
+
+
+def test_4a_supported_when_the_recommended_arm_is_clearly_best():
+    claims = claims_of(metrics_table(with_gap([-0.1 + w for w in WIGGLE])))
+    assert claims.loc["4a", "verdict"] == "supported"
+    assert claims.loc["4a", "statistic"] == pytest.approx(0.1 - np.mean(WIGGLE[:4]))
+    assert "Highest mean: probe_final (0.800), a recommended arm" in claims.loc["4a", "detail"]
+
+
+def test_4a_supported_when_a_rival_wins_by_less_than_the_margin():
+    """A tie within the margin counts as close to the best, but the rival is still named the winner."""
+    claims = claims_of(metrics_table(with_gap([0.005 + w for w in WIGGLE])))
+    assert claims.loc["4a", "statistic"] == pytest.approx(-0.005)  # the rival is better...
+    assert claims.loc["4a", "ci_low"] > -0.02  # ...by less than what counts
+    assert claims.loc["4a", "verdict"] == "supported"
+    assert "Highest mean: scratch" in claims.loc["4a", "detail"]
+    assert "not a recommended arm: the winner" in claims.loc["4a", "detail"]
+
+
+def test_4a_contradicted_when_a_rival_is_better_by_more_than_the_margin():
+    claims = claims_of(metrics_table(with_gap([0.05 + w for w in WIGGLE])))
+    assert claims.loc["4a", "verdict"] == "contradicted"
+    assert claims.loc["4a", "ci_high"] < -0.02
+    detail = claims.loc["4a", "detail"]
+    assert (
+        "Highest mean: scratch (0.850), not a recommended arm: the winner, 0.050 above the best recommended"
+        in detail
+    )
+    assert "Best rival per resample: scratch 100%" in detail
+
+
+def test_4a_inconclusive_when_the_interval_straddles_the_margin():
+    claims = claims_of(metrics_table(with_gap([0.05, -0.01, 0.04, 0.0, 0.0, 0.0, 0.0, 0.0])))
+    assert claims.loc["4a", "ci_low"] < -0.02 < claims.loc["4a", "ci_high"]
+    assert claims.loc["4a", "verdict"] == "inconclusive"
+
+
+def test_a_former_control_arm_is_a_rival():
+    """finetune_all_scratch_lr (once a 'control' of 4e) beats the recommendation of 4b: 4b is contradicted."""
+
+    def scratch_lr_wins(similarity, size, arm, seed):
+        if (similarity, size) == ("similar", "large") and arm == "finetune_all_scratch_lr":
+            return 0.99 + WIGGLE[seed]
+        return as_recommended(similarity, size, arm, seed)
+
+    claims = claims_of(metrics_table(scratch_lr_wins))
+    assert claims.loc["4b", "verdict"] == "contradicted"
+    assert "Highest mean: finetune_all_scratch_lr" in claims.loc["4b", "detail"]
+
+
+@pytest.mark.parametrize("claim_id", list(CLAIM_SCENARIOS))
+def test_each_claim_reads_its_own_scenario(claim_id):
+    """Only the scenario of `claim_id` has a rival clearly above its recommendation."""
+    similarity, size = CLAIM_SCENARIOS[claim_id]
+
+    def one_loses(sim, siz, arm, seed):
+        if (sim, siz) == (similarity, size):
+            return 0.95 + WIGGLE[seed] if arm == "probe_then_finetune" else 0.5 + WIGGLE[seed]
+        return as_recommended(sim, siz, arm, seed)
+
+    arms = {**ARMS, "probe_then_finetune": ("probe_then_finetune", 3e-3, 3e-4)}
+    claims = claims_of(metrics_table(one_loses, arms=arms))
+    verdicts = claims.loc[list(CLAIM_SCENARIOS), "verdict"]
+    assert verdicts[claim_id] == "contradicted"
+    assert (verdicts.drop(claim_id) == "supported").all(), claims[["verdict", "detail"]]
+    assert "Highest mean: probe_then_finetune" in claims.loc[claim_id, "detail"]
+
+
+@pytest.mark.parametrize("method", ["t", "percentile"])
+def test_the_best_rival_is_chosen_again_in_every_resample(method):
+    """Two rivals of near-equal means: the lower bound is lower than against either one alone.
+
+    Strictly so for the resampled interval (percentile); with method t the lower bound may be the
+    simultaneous t bound of the closest rival, which the other rival cannot raise.
+    """
+    rng = np.random.default_rng(3)
+    seeds = range(12)
+    noise = {(arm, s): rng.normal(0, 0.02) for arm in ARMS for s in seeds}
+
+    def two_rivals(similarity, size, arm, seed):
+        level = {"probe_final": 0.80, "scratch": 0.80, "finetune_all": 0.801}.get(arm, 0.5)
+        return level + noise[arm, seed]
+
+    blocks = {"discovery": list(seeds), "replication": []}
+    spec = BootstrapSpec(resamples=2000, method=method)
+    both = claims_of(metrics_table(two_rivals, seeds=seeds), blocks=blocks, bootstrap=spec).loc["4a"]
+    shares = both["detail"].split("Best rival per resample: ")[1].split(".")[0]
+    assert "scratch" in shares and "finetune_all" in shares
+    for dropped in ("scratch", "finetune_all"):
+        alone_arms = {arm: arm_spec for arm, arm_spec in ARMS.items() if arm != dropped}
+        alone = claims_of(
+            metrics_table(two_rivals, seeds=seeds, arms=alone_arms), blocks=blocks, bootstrap=spec
+        )
+        assert both["statistic"] <= alone.loc["4a", "statistic"]
+        assert both["ci_low"] <= alone.loc["4a", "ci_low"]
+        if method == "percentile":
+            assert both["ci_low"] < alone.loc["4a", "ci_low"], dropped
+
+
+@pytest.mark.parametrize("method", ["t", "percentile"])
+def test_one_recommended_arm_gives_the_shared_best_rival_gap(method):
+    """The generalization to several recommended arms reduces to core.stats.best_rival_gap with one."""
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.normal(0.8, 0.02, size=(6, 3)), columns=["a", "b", "c"])
+    spec = BootstrapSpec(resamples=2000, method=method)
+    shared, shares = best_rival_gap(wide["a"], wide[["b", "c"]], spec, "x")
+    for gap in (best_gap, best_of_several_gap):
+        ours, chosen, rivals = gap(wide, ["a"], ["b", "c"], spec, "x")
+        assert ours.estimate == shared.estimate and ours.n_seeds == shared.n_seeds
+        assert (ours.low, ours.high) == pytest.approx((shared.low, shared.high), abs=1e-12)
+        assert rivals == pytest.approx(shares) and chosen == {"a": 1.0}
+
+
+def test_the_best_of_several_keeps_its_coverage_when_every_arm_ties():
+    """Two recommended arms and three rivals, all of one mean, five seeds: the 95% interval covers 0."""
+    rng = np.random.default_rng(1)
+    spec = BootstrapSpec(resamples=1000)
+    covered = []
+    for trial in range(300):
+        wide = pd.DataFrame(rng.normal(0.8, 0.03, size=(5, 5)), columns=["a", "b", "r1", "r2", "r3"])
+        interval, _, _ = best_of_several_gap(wide, ["a", "b"], ["r1", "r2", "r3"], spec, f"c{trial}")
+        covered.append(interval.low <= 0.0 <= interval.high)
+    assert np.mean(covered) >= 0.93
+
+
+def test_the_best_of_several_recommended_arms_is_chosen_again_in_every_resample():
+    """4d recommends finetune_all and scratch: whichever is better counts, and the detail says how often."""
+
+    def scratch_best(similarity, size, arm, seed):
+        if (similarity, size) != ("dissimilar", "large"):
+            return as_recommended(similarity, size, arm, seed)
+        return {"scratch": 0.9, "finetune_all": 0.89}.get(arm, 0.6) + WIGGLE[seed] * (arm == "scratch")
+
+    claims = claims_of(metrics_table(scratch_best))
+    assert claims.loc["4d", "verdict"] == "supported"
+    assert "Best recommended arm per resample: scratch" in claims.loc["4d", "detail"]
+    assert claims.loc["4d", "statistic"] == pytest.approx(0.9 + np.mean(WIGGLE[:4]) - 0.6)
+
+
+# ------------------------------------------------------------------------------------ 4e and 4e+
+
+
+def lr_gaps(gap):
+    """finetune_all (smaller lr) minus finetune_all_scratch_lr = gap(scenario, seed); the rest as usual."""
+
+    def accuracy(similarity, size, arm, seed):
+        if arm == "finetune_all":
+            return 0.7 + gap((similarity, size), seed)
+        if arm == "finetune_all_scratch_lr":
+            return 0.7
+        return as_recommended(similarity, size, arm, seed)
+
+    return accuracy
+
+
+def test_4e_and_4e_plus_supported_when_the_smaller_lr_wins_everywhere():
+    claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed])))
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("supported").all()
+    assert claims.loc["4e", "statistic"] == pytest.approx(0.1 + np.mean(WIGGLE[:4]))
+    detail = claims.loc["4e", "detail"]
+    assert "Ahead: the smaller lr, by more than the margin: small_similar, large_similar" in detail
+    assert "from-scratch lr," not in detail.split("Ahead:")[1]
+
+
+def test_4e_and_4e_plus_contradicted_when_the_scratch_lr_wins_everywhere():
+    claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: -0.1 + WIGGLE[seed])))
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("contradicted").all()
+    assert "Ahead: the from-scratch lr, by more than the margin" in claims.loc["4e", "detail"]
+    assert "smaller lr," not in claims.loc["4e", "detail"].split("Ahead:")[1]
+
+
+def test_a_big_win_in_one_scenario_supports_only_the_weak_reading():
+    def mixed(scenario, seed):
+        return (0.4 if scenario == ("similar", "small") else -0.05) + WIGGLE[seed]
+
+    claims = claims_of(metrics_table(lr_gaps(mixed)))
+    assert claims.loc["4e", "statistic"] == pytest.approx((0.4 - 3 * 0.05) / 4 + np.mean(WIGGLE[:4]))
+    assert claims.loc["4e", "verdict"] == "supported"
+    assert claims.loc["4e+", "verdict"] == "contradicted"
+    detail = claims.loc["4e+", "detail"]
+    assert "the smaller lr, by more than the margin: small_similar" in detail
+    assert (
+        "the from-scratch lr, by more than the margin: large_similar, small_dissimilar, large_dissimilar"
+        in detail
+    )
+    assert claims.loc["4e+", "ci_high"] < 0.02  # the headline is a scenario that contradicts
+
+
+def test_4e_and_4e_plus_inconclusive_when_the_intervals_reach_the_margin():
+    noisy = [0.06, -0.02, 0.05, -0.01, 0.06, -0.02, 0.05, -0.01]  # mean 0.02: straddles the margin
+
+    claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: noisy[seed])))
+    assert claims.loc["4e", "ci_low"] < 0.02 < claims.loc["4e", "ci_high"]
+    assert claims.loc["4e", "verdict"] == "inconclusive"
+
+    def one_unclear(scenario, seed):
+        return noisy[seed] if scenario == ("dissimilar", "small") else 0.1 + WIGGLE[seed]
+
+    claims = claims_of(metrics_table(lr_gaps(one_unclear)))
+    assert claims.loc["4e", "verdict"] == "supported"
+    assert claims.loc["4e+", "verdict"] == "inconclusive"
+    assert claims.loc["4e+", "detail"].startswith("Deciding scenario: small_dissimilar")
+
+
+def test_two_arms_that_differ_in_name_only_never_support_4e():
+    """Same strategy, same learning rates: 4e is not measured; same runs under other lrs: never supported."""
+    twins = {**ARMS, "finetune_all_scratch_lr": ("finetune_all", 3e-3, 3e-4)}
+    claims = claims_of(metrics_table(as_recommended, arms=twins))
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("not_measured").all()
+    for trial in range(20):  # the two arms' accuracies are draws of one distribution
+        rng = np.random.default_rng(trial)
+        noise = rng.normal(0, 0.03, size=(len(SCENARIOS), len(SEEDS), 2))
+
+        def null(similarity, size, arm, seed, noise=noise):
+            if arm in ("finetune_all", "finetune_all_scratch_lr"):
+                return 0.7 + noise[SCENARIOS.index((similarity, size)), seed, int(arm == "finetune_all")]
+            return as_recommended(similarity, size, arm, seed)
+
+        claims = claims_of(metrics_table(null))
+        assert not claims.loc[["4e", "4e+"], ["verdict", "replication_verdict"]].eq("supported").any().any()
+    same = claims_of(metrics_table(lr_gaps(lambda scenario, seed: 0.0)))
+    assert same.loc[["4e", "4e+"], "verdict"].eq("contradicted").all()  # no difference: below the margin
+
+
+# ------------------------------------------------------------------------------------ blocks, sensitivity
+
+
+def test_replication_is_decided_on_its_own_seeds():
+    def reversed_later(similarity, size, arm, seed):
+        if seed in BLOCKS["replication"]:
+            return lr_gaps(lambda scenario, s: -0.1 + WIGGLE[s])(similarity, size, arm, seed)
+        return lr_gaps(lambda scenario, s: 0.1 + WIGGLE[s])(similarity, size, arm, seed)
+
+    claims = claims_of(metrics_table(reversed_later))
+    assert claims.loc["4e", "verdict"] == "supported"
+    assert claims.loc["4e", "replication_verdict"] == "contradicted"
+    assert claims.loc["4e", "replication_statistic"] == pytest.approx(-0.1 + np.mean(WIGGLE[4:]))
+
+
+def test_an_empty_replication_block_is_not_measured():
+    claims = claims_of(metrics_table(as_recommended), blocks={"discovery": [0, 1, 2, 3], "replication": []})
     assert (claims["verdict"] == "supported").all()
+    assert (claims["replication_verdict"] == "not_measured").all()
+    assert (claims["replication_n_seeds"] == 0).all()
+    assert "no seeds of the replication block" in claims.loc["4a", "replication_detail"]
+
+
+def test_robust_share_counts_the_margins_that_agree():
+    """A rival 0.03 ahead: contradicted at margins 0.01 and 0.02, supported at 0.04."""
+    claims = claims_of(metrics_table(with_gap([0.03 + w / 4 for w in WIGGLE])))
+    assert claims.loc["4a", "verdict"] == "contradicted"
+    assert claims.loc["4a", "robust_share"] == pytest.approx(2 / 3)
+
+
+def test_holm_adjustment_runs_and_widens():
+    holm = claims_of(metrics_table(as_recommended), analysis={**ANALYSIS, "adjust": "holm"})
+    assert (holm["confidence"] > 0.95).all()
+    assert (holm["verdict"] == "supported").all()
 
 
 def test_missing_arms_are_not_measured():
     table = metrics_table(as_recommended)
     table = table[~table["arm"].isin(["probe_final", "finetune_all_scratch_lr"])]
-    claims = evaluate_finetune_claims(table, RECOMMENDED, BOOTSTRAP).set_index("claim_id")
+    claims = claims_of(table)
     assert claims.loc["4a", "verdict"] == "not_measured"
     assert claims.loc["4e", "verdict"] == "not_measured"
+    assert claims.loc["4e+", "verdict"] == "not_measured"
     assert claims.loc["4b", "verdict"] == "supported"
 
 
-def test_summary_is_one_row_per_scenario_and_strategy():
+# ------------------------------------------------------------------------------------ summary, figures
+
+
+def test_summary_is_one_row_per_scenario_and_arm():
     summary = scenario_summary(metrics_table(as_recommended), BOOTSTRAP)
     assert len(summary) == 4 * len(ARMS)
     row = summary[
         (summary["size"] == "small") & (summary.similarity == "similar") & (summary.arm == "scratch")
     ]
-    assert row["mean"].item() == pytest.approx(0.6 + 0.015)
-    assert (summary["n_seeds"] == 4).all()
+    assert row["mean"].item() == pytest.approx(0.6 + 0.035)  # all eight seeds
+    assert (summary["n_seeds"] == 8).all() and (summary["replication_n_seeds"] == 0).all()
+
+
+def test_summary_by_block():
+    summary = scenario_summary(metrics_table(as_recommended), BOOTSTRAP, BLOCKS)
+    row = summary[
+        (summary["size"] == "small") & (summary.similarity == "similar") & (summary.arm == "scratch")
+    ]
+    assert row["mean"].item() == pytest.approx(0.6 + 0.015)  # seeds 0-3
+    assert row["replication_mean"].item() == pytest.approx(0.6 + 0.055)  # seeds 4-7
+    assert (summary["n_seeds"] == 4).all() and (summary["replication_n_seeds"] == 4).all()
 
 
 def stage_probe_table() -> pd.DataFrame:
@@ -162,15 +425,16 @@ def stage_probe_table() -> pd.DataFrame:
     return typed_frame(rows, STAGE_PROBE_COLUMNS)
 
 
-@pytest.mark.parametrize("name", list(FINETUNE_FIGURES))
-def test_figures_draw(name):
+def test_figures_draw():
     import matplotlib.pyplot as plt
+
+    from dlatoms.finetune.figures import FINETUNE_FIGURES  # here: the claims tests need no figure code
 
     settings = FigureSettings(band_resamples=50)
     apply_style(settings)
-    draw = FINETUNE_FIGURES[name].draw
-    fig = draw(
-        {"metrics": metrics_table(as_recommended), "stage_probes": stage_probe_table()}, settings, RECOMMENDED
-    )
-    assert fig.axes
-    plt.close(fig)
+    tables = {"metrics": metrics_table(as_recommended), "stage_probes": stage_probe_table()}
+    assert FINETUNE_FIGURES
+    for name, figure in FINETUNE_FIGURES.items():
+        fig = figure.draw(tables, settings, RECOMMENDED)
+        assert fig.axes, name
+        plt.close(fig)

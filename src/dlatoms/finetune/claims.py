@@ -1,8 +1,17 @@
-"""Question 4's claims 4a-4e as data, in the claim form and verdict rules of dlatoms.core.verdicts.
+"""Question 4's claims 4a-4e+ as data, decided by the shared rule of dlatoms.core.verdicts.
 
-Per-seed final accuracies come from dlatoms.finetune.measures; intervals are dlatoms.core.stats bootstrap
-intervals over seeds. Arms of a scenario share seeds (a seed fixes the training subset), so comparisons are
-paired per seed.
+Per-seed final test accuracies come from dlatoms.finetune.measures. Arms of a scenario share seeds (a seed
+fixes the training subset), so every comparison resamples the seeds of all arms together (paired). Every
+claim's margin is `analysis.accuracy_margin` (the smallest accuracy difference that counts, fixed in config
+before the results), which is also the threshold the sensitivity grid varies.
+
+- 4a-4d, "the recommended arm is (close to) the best": non-inferiority of the best recommended arm against
+  the best rival, where *every* other arm that ran is a rival. When several arms are recommended, the best
+  of them is chosen again inside every bootstrap resample, exactly as the best rival is (choosing either by
+  the observed means and then resampling would hide the uncertainty of that choice).
+- 4e / 4e+, "fine-tuning wants a smaller learning rate than training from scratch": finetune_all with the
+  pretrained layers at a smaller lr minus at the from-scratch lr, by more than the margin; weak reading
+  (4e) on the average over scenarios, strong reading (4e+) in every scenario.
 """
 
 from __future__ import annotations
@@ -14,19 +23,34 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from dlatoms.core.stats import BootstrapSpec, bootstrap_mean
+from dlatoms.core.stats import (
+    BootstrapSpec,
+    Interval,
+    best_rival_gap,
+    bootstrap_mean,
+    bootstrap_statistic,
+    t_bound,
+)
 from dlatoms.core.verdicts import (
+    BLOCKS,
+    CONTRADICTED,
+    DISCOVERY,
+    LEVEL,
     MIN_SEEDS,
     Claim,
     Missing,
     Outcome,
-    claims_table,
-    decide_consistent,
-    decide_not_below,
-    lies_above,
-    lies_below,
+    Test,
+    exceeds,
+    few_seeds_note,
+    judge_claims,
+    non_inferior,
+    tests_text,
 )
 from dlatoms.finetune.measures import SCENARIO_KEYS, final_accuracies, scenario_name
+
+MARGIN = "accuracy_margin"  # the analysis setting every claim of question 4 is decided against
+THRESHOLDS = (MARGIN,)
 
 # The scenarios of the CS231n notes, in the order of the claims.
 CLAIM_SCENARIOS = {
@@ -45,61 +69,138 @@ ADVICE = {
 
 @dataclass(frozen=True)
 class Context:
-    """What claims 4a-4e are measured on: per-seed final accuracies and the configured arms."""
+    """What the claims are measured on: one block's per-seed final accuracies, the arms, the margin."""
 
     final: pd.DataFrame
-    recommended: Mapping[str, list[str]]
-    controls: Sequence[str]
+    recommended: Mapping[str, Sequence[str]]
+    margin: float
     bootstrap: BootstrapSpec
+    block: str = DISCOVERY
+
+    def require_seeds(self) -> None:
+        if self.final.empty:
+            raise Missing(f"no seeds of the {self.block} block in the metrics table")
 
 
-def _paired(final: pd.DataFrame, first: str, second: str) -> pd.Series:
-    wide = final.pivot_table(index="seed", columns="arm", values="final_accuracy")
-    return (wide[first] - wide[second]).dropna()
+def _wide(part: pd.DataFrame) -> pd.DataFrame:
+    """Seeds x arms of final test accuracy (arms in the table's order)."""
+    arms = list(dict.fromkeys(part["arm"]))
+    return part.pivot_table(index="seed", columns="arm", values="final_accuracy")[arms]
+
+
+def _shares(means: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Share of resamples (rows of `means`) in which each of `names` (columns) has the highest mean."""
+    best = np.bincount(np.argmax(means, axis=1), minlength=len(names)) / len(means)
+    return {name: float(share) for name, share in zip(names, best, strict=True) if share > 0}
+
+
+def _shares_text(shares: Mapping[str, float]) -> str:
+    ordered = sorted(shares.items(), key=lambda item: -item[1])
+    return ", ".join(f"{arm} {100 * share:.0f}%" for arm, share in ordered)
+
+
+def best_gap(
+    wide: pd.DataFrame, chosen: Sequence[str], rivals: Sequence[str], spec: BootstrapSpec, name: str
+) -> tuple[Interval, dict[str, float], dict[str, float]]:
+    """Interval of max mean over `chosen` minus max mean over `rivals`, both re-chosen in every resample.
+
+    The seeds are resampled together (paired). With one chosen arm this is core.stats.best_rival_gap;
+    with several, `best_of_several_gap`. Returns the interval and, per chosen arm and per rival, the share
+    of resamples in which it was the best.
+    """
+    if len(chosen) == 1:
+        interval, rival_shares = best_rival_gap(wide[chosen[0]], wide[list(rivals)], spec, name)
+        return interval, ({chosen[0]: 1.0} if rival_shares else {}), rival_shares
+    return best_of_several_gap(wide, chosen, rivals, spec, name)
+
+
+def best_of_several_gap(
+    wide: pd.DataFrame, chosen: Sequence[str], rivals: Sequence[str], spec: BootstrapSpec, name: str
+) -> tuple[Interval, dict[str, float], dict[str, float]]:
+    """best_rival_gap generalized to the best of several chosen arms (m of them) against k rivals.
+
+    The resampled interval is widened, as best_rival_gap's, to a simultaneous t bound that holds whichever
+    arms are truly best: lower max_c min_r L_cr with Bonferroni over the m chosen arms (L_c,r* <= D_c,r* for
+    every c gives it), upper max_c min_r U_cr with Bonferroni over the m * k pairs. With m = 1 both are
+    best_rival_gap's bounds.
+    """
+    frame = wide[[*chosen, *rivals]].dropna()
+    m, k = len(chosen), len(rivals)
+
+    def gap(means: np.ndarray) -> np.ndarray:
+        return means[..., :m].max(axis=-1) - means[..., m:].max(axis=-1)
+
+    interval, means = bootstrap_statistic(frame.to_numpy(), gap, spec, name)
+    if len(means) == 0:
+        return interval, {}, {}
+    if spec.method == "t" and interval.n_seeds >= 2:
+        alpha = 1.0 - spec.confidence
+        differences = {(c, r): (frame[c] - frame[r]).to_numpy() for c in chosen for r in rivals}
+        low = max(min(t_bound(differences[c, r], alpha / (2.0 * m)) for r in rivals) for c in chosen)
+        high = max(
+            min(t_bound(differences[c, r], 1.0 - alpha / (2.0 * m * k)) for r in rivals) for c in chosen
+        )
+        interval = Interval(
+            interval.estimate, min(interval.low, low), max(interval.high, high), interval.n_seeds
+        )
+    return interval, _shares(means[:, :m], chosen), _shares(means[:, m:], rivals)
 
 
 RECOMMENDED_MEASURE = (
-    "Per seed, final test accuracy of the recommended arm (the better one when several are recommended) "
-    "minus that of the best other arm (highest mean) other than the control arms of finetune.controls "
-    "(reported in the detail); arms share seeds, so the difference is paired."
+    "Per seed, final test accuracy of every arm in the scenario; statistic: the mean of the best recommended "
+    "arm minus the mean of the best rival, where every other arm that ran is a rival and both bests are "
+    "chosen again in every bootstrap resample of the seeds (arms share seeds, so the resampling is paired)."
 )
 RECOMMENDED_RULE = (
-    "supported when the interval reaches 0 or above (the recommended arm is the best or within the "
-    f"interval of the best); contradicted when it lies below 0; inconclusive with fewer than {MIN_SEEDS} "
-    "seeds."
+    "Non-inferiority with margin d = analysis.accuracy_margin (the smallest accuracy difference that "
+    f"counts): supported when the {LEVEL} interval's lower bound lies above -d (the recommended arm is at "
+    "most d below the best rival), contradicted when its upper bound lies below -d (a rival is better by "
+    f"more than d), inconclusive otherwise or with fewer than {MIN_SEEDS} seeds."
 )
 
 
 def _recommended_best(claim_id: str, context: Context) -> Outcome:
-    """4a-4d: the recommended arm of the claim's scenario minus the best other (non-control) arm."""
+    """4a-4d: the best recommended arm of the claim's scenario minus the best rival (every other arm)."""
+    context.require_seeds()
     similarity, size = CLAIM_SCENARIOS[claim_id]
     scenario = scenario_name(similarity, size)
     final = context.final
     part = final[(final["similarity"] == similarity) & (final["size"] == size)]
-    arms = [a for a in context.recommended.get(scenario, []) if a in set(part["arm"])]
-    if part.empty or not arms:
+    ran = list(dict.fromkeys(part["arm"]))
+    chosen = [arm for arm in context.recommended.get(scenario, []) if arm in ran]
+    if part.empty or not chosen:
         why = "scenario not in this run" if part.empty else "no recommended arm configured or run"
         raise Missing(f"{scenario}: {why}")
-    means = part.groupby("arm", sort=False)["final_accuracy"].mean()
-    chosen = max(arms, key=lambda a: means[a])
-    excluded = [c for c in context.controls if c in means.index and c not in arms]
-    others = means.drop([*arms, *excluded])
-    if others.empty:
+    rivals = [arm for arm in ran if arm not in chosen]
+    if not rivals:
         raise Missing(f"{scenario} has no arm besides the recommended")
-    rival = others.idxmax()
-    bootstrap = context.bootstrap
-    interval = bootstrap_mean(
-        _paired(part, chosen, rival).to_numpy(), bootstrap, f"{claim_id}/{chosen}-{rival}"
+    wide = _wide(part)
+    interval, chosen_shares, rival_shares = best_gap(
+        wide, chosen, rivals, context.bootstrap, f"{claim_id}/{context.block}"
     )
-    ranking = ", ".join(f"{arm} {value:.3f}" for arm, value in means.sort_values(ascending=False).items())
-    detail = (
-        f"Recommended {chosen} minus best other arm {rival}: {interval.text()}. "
-        f"Mean final test accuracy: {ranking}."
-    )
-    for control in excluded:
-        gap = bootstrap_mean(_paired(part, chosen, control).to_numpy(), bootstrap, f"{claim_id}/{control}")
-        detail += f" Control arm {control} (claim 4e; not a rival here): {chosen} minus it {gap.text()}."
-    return Outcome(interval, decide_not_below(interval), detail)
+    test = non_inferior("best recommended minus best rival", interval, context.margin)
+    means = wide.mean().sort_values(ascending=False)
+    best_chosen = max(chosen, key=lambda arm: means[arm])
+    best_rival = max(rivals, key=lambda arm: means[arm])
+    winner = str(means.index[0])
+    if winner in chosen:
+        lead = (
+            f"Highest mean: {winner} ({means[winner]:.3f}), a recommended arm, "
+            f"{means[winner] - means[best_rival]:.3f} above the best rival by mean, {best_rival} "
+            f"({means[best_rival]:.3f})."
+        )
+    else:
+        lead = (
+            f"Highest mean: {winner} ({means[winner]:.3f}), not a recommended arm: the winner, "
+            f"{means[winner] - means[best_chosen]:.3f} above the best recommended arm {best_chosen} "
+            f"({means[best_chosen]:.3f})."
+        )
+    detail = f"{lead} Best rival per resample: {_shares_text(rival_shares)}."
+    if len(chosen) > 1:
+        detail += f" Best recommended arm per resample: {_shares_text(chosen_shares)}."
+    ranking = ", ".join(f"{arm}{'*' if arm in chosen else ''} {value:.3f}" for arm, value in means.items())
+    detail += f" Mean final test accuracy (* recommended): {ranking}. {tests_text([test])}"
+    return Outcome(interval, (test,), detail + few_seeds_note(interval), tuple(ran))
 
 
 def recommended_claim(claim_id: str) -> Claim[Context]:
@@ -109,74 +210,217 @@ def recommended_claim(claim_id: str) -> Claim[Context]:
     return Claim(
         claim_id,
         "finetune",
-        f"With a {size} and {similarity} target, {advice} is (close to) the best.",
+        f"With a {size} and {similarity} target, {advice} is (close to) the best: no other strategy is "
+        "better by more than the accuracy margin.",
         f"CS231n: {size} data set, {similarity} to the pretraining data: use {advice}.",
         RECOMMENDED_MEASURE,
         RECOMMENDED_RULE,
         partial(_recommended_best, claim_id),
+        thresholds=THRESHOLDS,
     )
 
 
-def _smaller_lr_better(context: Context) -> Outcome:
-    """4e: finetune_all with the pretrained layers at a smaller lr minus at the from-scratch lr."""
-    final, bootstrap = context.final, context.bootstrap
+@dataclass(frozen=True)
+class LrComparison:
+    """Claim 4e's measure: per scenario, the per-seed difference smaller lr minus from-scratch lr."""
+
+    small_arm: str
+    small_lr: float
+    same_arm: str
+    scratch_lr: float
+    differences: dict[str, pd.Series]  # scenario name -> per-seed difference
+    unmeasured: list[str]  # scenarios of the table that lack one of the two arms
+
+
+def _lr_comparison(context: Context) -> LrComparison:
+    """4e's two finetune_all arms (pretrained layers at the from-scratch lr, and the largest lr below it)."""
+    context.require_seeds()
+    final = context.final
     tuned = final[final["strategy"] == "finetune_all"]
     scratch = final[final["strategy"] == "scratch"]
+    if tuned.empty:
+        raise Missing("no finetune_all arm in this run")
     scratch_lr = float(scratch["lr"].iloc[0]) if not scratch.empty else float(tuned["lr"].max())
     arms = tuned.groupby("arm", sort=False)["backbone_lr"].first()
     same = arms[np.isclose(arms, scratch_lr)]
     smaller = arms[arms < scratch_lr * (1 - 1e-9)]
-    if tuned.empty or same.empty or smaller.empty:
+    if same.empty or smaller.empty:
         raise Missing(
             "needs finetune_all arms with the pretrained layers at the from-scratch lr and below it"
         )
-    same_arm, small_arm = same.index[0], smaller.idxmax()
-    per_scenario, differences, parts, better, worse = [], [], [], [], []
+    same_arm, small_arm = str(same.index[0]), str(smaller.idxmax())
+    differences, unmeasured = {}, []
     for (similarity, size), part in final.groupby(SCENARIO_KEYS, sort=False):
+        name = scenario_name(similarity, size)
         if {same_arm, small_arm} <= set(part["arm"]):
-            name = scenario_name(similarity, size)
-            difference = _paired(part, small_arm, same_arm)
-            differences.append(difference.rename(name))
-            interval = bootstrap_mean(difference.to_numpy(), bootstrap, f"4e/{similarity}/{size}")
-            parts.append(interval)
-            per_scenario.append(f"{name}: {interval.text()}")
-            if lies_above(interval):
-                better.append(name)
-            elif lies_below(interval):
-                worse.append(name)
-    pooled = pd.concat(differences, axis=1).mean(axis=1) if differences else pd.Series(dtype=float)
-    interval = bootstrap_mean(pooled.to_numpy(), bootstrap, "4e")
-    detail = (
-        f"{small_arm} (pretrained layers at lr {smaller[small_arm]:g}) minus {same_arm} (at {scratch_lr:g}), "
-        f"average over scenarios: {interval.text()}; per scenario: {'; '.join(per_scenario)}."
+            wide = _wide(part)
+            differences[name] = (wide[small_arm] - wide[same_arm]).dropna()
+        else:
+            unmeasured.append(name)
+    return LrComparison(small_arm, float(smaller[small_arm]), same_arm, scratch_lr, differences, unmeasured)
+
+
+def _scenario_tests(comparison: LrComparison, context: Context) -> list[Test]:
+    return [
+        exceeds(
+            name,
+            bootstrap_mean(difference.to_numpy(), context.bootstrap, f"4e/{context.block}/{name}"),
+            context.margin,
+        )
+        for name, difference in comparison.differences.items()
+    ]
+
+
+def _lr_detail(comparison: LrComparison, tests: Sequence[Test], margin: float) -> str:
+    """Which lr wins in which scenario, from the intervals: clearly (beyond the margin) or on the mean."""
+    sides: dict[str, list[str]] = {
+        "the smaller lr, by more than the margin": [],
+        "the smaller lr, on the mean only": [],
+        "neither (equal means)": [],
+        "the from-scratch lr, on the mean only": [],
+        "the from-scratch lr, by more than the margin": [],
+    }
+    clear_small, mean_small, tied, mean_scratch, clear_scratch = sides.values()
+    for test in tests:
+        interval = test.interval
+        if interval.low > margin:
+            clear_small.append(test.label)
+        elif interval.high < -margin:
+            clear_scratch.append(test.label)
+        elif np.isclose(interval.estimate, 0.0, rtol=0.0, atol=1e-12):
+            tied.append(test.label)
+        elif interval.estimate > 0:
+            mean_small.append(test.label)
+        else:
+            mean_scratch.append(test.label)
+    wins = "; ".join(f"{side}: {', '.join(names)}" for side, names in sides.items() if names)
+    text = (
+        f"{comparison.small_arm} (pretrained layers at lr {comparison.small_lr:g}) minus "
+        f"{comparison.same_arm} (at the from-scratch lr {comparison.scratch_lr:g}), per scenario: "
+        + "; ".join(f"{test.label} {test.interval.text()}" for test in tests)
+        + f". Ahead: {wins}."
     )
-    if better and worse:
-        detail += f" Mixed: the smaller lr is better in {', '.join(better)} and worse in {', '.join(worse)}."
-    return Outcome(interval, decide_consistent(interval, parts), detail)
+    if comparison.unmeasured:
+        text += f" Not measured (an arm missing): {', '.join(comparison.unmeasured)}."
+    return text
 
 
+def _smaller_lr_on_average(context: Context) -> Outcome:
+    """4e (weak reading): the scenario average of the paired difference exceeds the margin."""
+    comparison = _lr_comparison(context)
+    if not comparison.differences:
+        raise Missing("no scenario ran both finetune_all arms")
+    tests = _scenario_tests(comparison, context)
+    # Per seed, the mean over the scenarios of its paired differences (seeds present in every scenario).
+    pooled = pd.concat(comparison.differences, axis=1).dropna().mean(axis=1)
+    interval = bootstrap_mean(pooled.to_numpy(), context.bootstrap, f"4e/{context.block}")
+    average = exceeds("average over scenarios", interval, context.margin)
+    detail = (
+        f"Average over {len(tests)} scenarios: {interval.text()}. "
+        f"{_lr_detail(comparison, tests, context.margin)} {tests_text([average])}"
+    )
+    return Outcome(
+        interval, (average,), detail + few_seeds_note(interval), (comparison.small_arm, comparison.same_arm)
+    )
+
+
+def _smaller_lr_everywhere(context: Context) -> Outcome:
+    """4e+ (strong reading): every scenario's paired difference exceeds the margin."""
+    comparison = _lr_comparison(context)
+    if comparison.unmeasured or not comparison.differences:
+        where = ", ".join(comparison.unmeasured) or "every scenario"
+        raise Missing(f"both finetune_all arms are needed in every scenario; one is missing in {where}")
+    tests = _scenario_tests(comparison, context)
+    # The headline is the scenario that decides: the clearest contradiction, else the weakest support.
+    verdicts = [test.verdict() for test in tests]
+    against = [t for t, v in zip(tests, verdicts, strict=True) if v == CONTRADICTED]
+    headline = (
+        min(against, key=lambda t: t.interval.high) if against else min(tests, key=lambda t: t.interval.low)
+    )
+    ordered = (headline, *[t for t in tests if t is not headline])
+    detail = (
+        f"Deciding scenario: {headline.label} {headline.interval.text()}. "
+        f"{_lr_detail(comparison, tests, context.margin)} {tests_text(ordered)}"
+    )
+    return Outcome(
+        headline.interval,
+        ordered,
+        detail + few_seeds_note(headline.interval),
+        (comparison.small_arm, comparison.same_arm),
+    )
+
+
+LR_REFERENCE = (
+    "CS231n: fine-tune with a smaller learning rate than from scratch (the weights are already good)."
+)
+LR_MEASURE = (
+    "Per seed and scenario, final test accuracy of finetune_all with the pretrained layers at a smaller lr "
+    "(the largest below the from-scratch lr) minus with them at the from-scratch lr (the scratch arm's lr); "
+    "paired by seed."
+)
 LR_CLAIM: Claim[Context] = Claim(
     "4e",
     "finetune",
-    "Fine-tuning all layers at the from-scratch learning rate does worse than at a 10x smaller one.",
-    "CS231n: fine-tune with a smaller learning rate than from scratch (the weights are already good).",
-    "Per seed, final test accuracy of finetune_all with the pretrained layers at a smaller lr minus with "
-    "them at the from-scratch lr (the scratch arm's lr), averaged over the scenarios (each paired by "
-    "seed).",
-    "supported when the interval of the scenario average lies above 0 and no scenario's interval lies "
-    "below 0; contradicted when it lies below 0 and no scenario's interval lies above 0; otherwise "
-    "inconclusive (a mixed answer: the smaller lr wins in some scenarios and loses in others).",
-    _smaller_lr_better,
+    "Fine-tuning all layers does better with the pretrained layers at a smaller learning rate than at the "
+    "from-scratch one, by more than the accuracy margin, on average over the scenarios (weak reading).",
+    LR_REFERENCE,
+    LR_MEASURE + " Statistic: per seed, the mean of that difference over the scenarios.",
+    f"supported when the {LEVEL} interval of the scenario average lies above d = analysis.accuracy_margin "
+    "(the smallest accuracy difference that counts), contradicted when it lies below d, inconclusive "
+    f"otherwise or with fewer than {MIN_SEEDS} seeds.",
+    _smaller_lr_on_average,
+    thresholds=THRESHOLDS,
 )
-CLAIMS: tuple[Claim[Context], ...] = (*(recommended_claim(c) for c in CLAIM_SCENARIOS), LR_CLAIM)
+LR_EVERYWHERE_CLAIM: Claim[Context] = Claim(
+    "4e+",
+    "finetune",
+    "Fine-tuning all layers does better with the pretrained layers at a smaller learning rate than at the "
+    "from-scratch one, by more than the accuracy margin, in every scenario (strong reading).",
+    LR_REFERENCE,
+    LR_MEASURE + " Statistic: the deciding scenario's mean difference (see the detail for every scenario).",
+    f"supported when every scenario's {LEVEL} interval lies above d = analysis.accuracy_margin, "
+    "contradicted when any scenario's lies below d, inconclusive otherwise or with fewer than "
+    f"{MIN_SEEDS} seeds.",
+    _smaller_lr_everywhere,
+    thresholds=THRESHOLDS,
+)
+CLAIMS: tuple[Claim[Context], ...] = (
+    *(recommended_claim(c) for c in CLAIM_SCENARIOS),
+    LR_CLAIM,
+    LR_EVERYWHERE_CLAIM,
+)
 
 
 def evaluate_finetune_claims(
     metrics: pd.DataFrame,
-    recommended: Mapping[str, list[str]],
+    recommended: Mapping[str, Sequence[str]],
+    blocks: Mapping[str, Sequence[int]],
+    margin_settings: Mapping,
     bootstrap: BootstrapSpec,
-    controls: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Claims 4a-4e as rows of the shared claims table; `controls` are no rivals in 4a-4d (see the detail)."""
-    context = Context(final_accuracies(metrics), recommended, controls, bootstrap)
-    return claims_table(claim.result(claim.outcome(context), bootstrap.level) for claim in CLAIMS)
+    """Claims 4a-4e+ as rows of the shared claims table (core.verdicts.CLAIM_COLUMNS).
+
+    `blocks` holds the discovery and replication seeds (an empty replication block gives not_measured
+    replication verdicts); `margin_settings` is the analysis dict (accuracy_margin, sensitivity_factors,
+    adjust).
+    """
+    missing = [name for name in THRESHOLDS if name not in margin_settings]
+    if missing:
+        raise KeyError(
+            f"question 4's claims need analysis.{', analysis.'.join(missing)}; set it in the config"
+        )
+    finals = {block: final_accuracies(metrics, blocks.get(block, [])) for block in BLOCKS}
+    base = {name: margin_settings[name] for name in THRESHOLDS}
+
+    def context(block: str, overrides: Mapping[str, float], confidence: float) -> Context:
+        margin = float(overrides.get(MARGIN, base[MARGIN]))
+        return Context(finals[block], recommended, margin, bootstrap.at(confidence), block)
+
+    return judge_claims(
+        CLAIMS,
+        context,
+        base,
+        bootstrap.confidence,
+        factors=tuple(margin_settings.get("sensitivity_factors", (0.5, 1.0, 2.0))),
+        adjust=str(margin_settings.get("adjust", "none")),
+    )

@@ -14,8 +14,10 @@ from dlatoms.finetune.data import DIGITS, TARGET_DATASETS
 from dlatoms.finetune.shapes import check_shape_names
 from dlatoms.finetune.strategies import check_strategy
 from dlatoms.finetune.weights import WEIGHT_SOURCES, WeightsError, check_model_name, inspect_weights
+from dlatoms.mlp.config import check_seed_blocks  # the one rule of every question's seed blocks
 
 DATA_DIR = "results/finetune/data"
+POOL_PER_CLASS = 400  # the schema's default of finetune.pool_per_class
 
 
 def _section(config: dict) -> dict:
@@ -86,6 +88,7 @@ def check_finetune_config(config: dict, cache_dir: str | Path | None = None) -> 
     """
     section = _section(config)
     _check_names_and_settings(config)
+    check_seed_blocks(section, "config.finetune")
     _check_shapes(section["shapes"])
     _check_targets(section)
     _check_schedules(section)
@@ -135,8 +138,17 @@ def _check_shapes(shapes: dict) -> None:
 
 
 def _check_targets(section: dict) -> None:
-    """Known target data sets, each holding enough images per class for the largest size."""
-    largest = max(size["train_per_class"] for size in section["sizes"])
+    """Known target data sets; a pool larger than every size, and digits enough for pool + test images."""
+    pool = pool_per_class(section)
+    largest = max(range(len(section["sizes"])), key=lambda i: section["sizes"][i]["train_per_class"])
+    largest_train = section["sizes"][largest]["train_per_class"]
+    if pool <= largest_train:
+        raise ConfigError(
+            f"config.finetune.pool_per_class: {pool} is not more than config.finetune.sizes[{largest}]"
+            f".train_per_class ({largest_train}); each seed draws its training images from the pool, so the "
+            "pool must hold more than the largest size (an equal pool gives every seed the same images). "
+            "Raise config.finetune.pool_per_class above it or lower that train_per_class"
+        )
     for i, target in enumerate(section["targets"]):
         if target["dataset"] not in TARGET_DATASETS:
             raise ConfigError(
@@ -146,12 +158,17 @@ def _check_targets(section: dict) -> None:
             )
         if target["dataset"] in DIGITS:
             capacity = DIGITS[target["dataset"]].per_class
-            if largest + section["test_per_class"] > capacity:
+            if pool + section["test_per_class"] > capacity:
                 raise ConfigError(
                     f"config.finetune.targets[{i}].dataset: {target['dataset']} has {capacity} images per "
-                    f"class, fewer than the largest size's train_per_class {largest} + test_per_class "
-                    f"{section['test_per_class']}; lower one of them"
+                    f"class, fewer than config.finetune.pool_per_class {pool} + "
+                    f"config.finetune.test_per_class {section['test_per_class']}; lower one of them"
                 )
+
+
+def pool_per_class(section: dict) -> int:
+    """Training pool per class of every target (schema default 400 when a config dict lacks it)."""
+    return int(section.get("pool_per_class", POOL_PER_CLASS))
 
 
 def _check_schedules(section: dict) -> None:
@@ -189,15 +206,9 @@ def _check_model(model: dict, cache_dir: str | Path | None) -> None:
 
 
 def _check_recommendations(config: dict) -> None:
-    """Controls and recommended arms name existing arms; recommendations name existing scenarios."""
+    """Recommended arms name existing arms; recommendations name existing scenarios."""
     section = _section(config)
     names = {scenario_name(similarity, size) for similarity, size in scenarios(config)}
-    for i, arm in enumerate(section.get("controls", [])):
-        if arm not in arm_names(config):
-            raise ConfigError(
-                f"config.finetune.controls[{i}]: {arm!r} is not an arm"
-                f"{did_you_mean(arm, arm_names(config))}; choose one of {', '.join(arm_names(config))}"
-            )
     for scenario, arms in section.get("recommended", {}).items():
         if scenario not in names:
             raise ConfigError(
@@ -219,6 +230,14 @@ def recommended(config: dict) -> dict[str, list[str]]:
         scenario: [arms] if isinstance(arms, str) else list(arms)
         for scenario, arms in _section(config).get("recommended", {}).items()
     }
+
+
+def training_seeds(section: dict) -> list[int]:
+    """Every seed a training or probe job runs: both blocks, sorted.
+
+    Sorted, so that moving a seed from one block to the other changes no job's params (no retraining).
+    """
+    return sorted({*section["seeds"], *section.get("replication_seeds", [])})
 
 
 def gpus(config: dict) -> int:
@@ -265,9 +284,8 @@ def shapes_spec(config: dict, part: str) -> dict:
             "train": section["source"]["train_per_class"],
             "test": section["source"]["test_per_class"],
         }
-    else:
-        largest = max(size["train_per_class"] for size in section["sizes"])
-        per_class = {"train": largest, "test": section["test_per_class"]}
+    else:  # the training pool from which each seed of a scenario draws its own subset
+        per_class = {"train": pool_per_class(section), "test": section["test_per_class"]}
     return {
         "part": part,
         "classes": list(section["shapes"][f"{part}_classes"]),
@@ -284,7 +302,7 @@ def digits_spec(config: dict, dataset: str) -> dict:
     return {
         "dataset": dataset,
         "image_size": section["image_size"],
-        "train_per_class": max(size["train_per_class"] for size in section["sizes"]),
+        "pool_per_class": pool_per_class(section),
         "test_per_class": section["test_per_class"],
         "seed": section["data_seed"],
     }
@@ -323,7 +341,7 @@ def arm_spec(config: dict, similarity: str, size: str, arm: str) -> dict:
         "arm": arm,
         # Sorted, so that the params (and Snakemake's params rerun trigger) do not depend on key order.
         "strategy": dict(sorted(_arm(config, arm)["strategy"].items())),
-        "seeds": list(section["seeds"]),
+        "seeds": training_seeds(section),
         "train_per_class": size_entry["train_per_class"],
         "eval_train_per_class": section["eval_train_per_class"],
         "schedule": {
@@ -344,7 +362,7 @@ def stage_probe_spec(config: dict, similarity: str) -> dict:
         "similarity": similarity,
         "dataset": _target(config, similarity)["dataset"],
         "sizes": [{"size": s["size"], "train_per_class": s["train_per_class"]} for s in section["sizes"]],
-        "seeds": list(section["seeds"]),
+        "seeds": training_seeds(section),
         "eval_train_per_class": section["eval_train_per_class"],
         "pools": list(section["stage_probes"]["pools"]),
         "C": section["stage_probes"]["C"],

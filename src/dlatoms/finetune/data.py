@@ -2,7 +2,8 @@
 
 A set file holds `train_images`/`test_images` (N, 3, H, W) uint8 and `train_labels`/`test_labels` (N,)
 int64, plus JSON metadata (class names, dataset, image size). Target sets hold a training *pool* of
-the largest size any scenario uses; each seed of a scenario draws its own subset of that pool.
+`finetune.pool_per_class` images per class, more than any size uses, so that each seed of a scenario draws
+its own subset of that pool (`training_subset`): seeds of the large scenarios train on different images.
 """
 
 from __future__ import annotations
@@ -128,14 +129,14 @@ TARGET_DATASETS = ("shapes", *DIGITS)
 
 
 def prepare_digits(
-    dataset: str, image_size: int, train_per_class: int, test_per_class: int, seed: int
+    dataset: str, image_size: int, pool_per_class: int, test_per_class: int, seed: int
 ) -> ImageSet:
     """A digit target: per class, `test_per_class` random test images and a training pool of the next ones."""
     source = DIGITS[dataset]
-    if train_per_class + test_per_class > source.per_class:
+    if pool_per_class + test_per_class > source.per_class:
         raise ValueError(
-            f"{dataset} has {source.per_class} images per class, fewer than {train_per_class} train + "
-            f"{test_per_class} test; lower finetune sizes[].train_per_class or finetune.test_per_class"
+            f"{dataset} has {source.per_class} images per class, fewer than a pool of {pool_per_class} + "
+            f"{test_per_class} test; lower finetune.pool_per_class or finetune.test_per_class"
         )
     gray, labels = source.load()
     rng = numpy_rng(seed, "data")
@@ -143,7 +144,7 @@ def prepare_digits(
     for label in range(10):
         rows = rng.permutation(np.flatnonzero(labels == label))
         test_rows.append(rows[:test_per_class])
-        train_rows.append(rows[test_per_class : test_per_class + train_per_class])
+        train_rows.append(rows[test_per_class : test_per_class + pool_per_class])
     train_rows, test_rows = np.concatenate(train_rows), np.concatenate(test_rows)
     return ImageSet(
         train_images=to_canvas(gray[train_rows], image_size, source.content_fraction),

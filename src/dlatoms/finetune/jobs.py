@@ -7,15 +7,16 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np  # noqa: E402  # noqa: E402
-import pandas as pd  # noqa: E402  # noqa: E402
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from dlatoms.core.device import select_device
 from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
-from dlatoms.core.stats import BootstrapSpec  # noqa: E402  # noqa: E402
+from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.verdicts import log_claims
 from dlatoms.finetune.claims import evaluate_finetune_claims
 from dlatoms.finetune.data import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
 from dlatoms.finetune.measures import scenario_summary
@@ -122,7 +123,7 @@ def generate_shapes_job(spec: dict, output: str, log_path: str) -> None:
 def prepare_digits_job(spec: dict, output: str, log_path: str) -> None:
     with job_logging(log_path):
         image_set = prepare_digits(
-            spec["dataset"], spec["image_size"], spec["train_per_class"], spec["test_per_class"], spec["seed"]
+            spec["dataset"], spec["image_size"], spec["pool_per_class"], spec["test_per_class"], spec["seed"]
         )
         save_image_set(image_set, output)
         log.info(
@@ -450,30 +451,22 @@ def aggregate_finetune_tables_job(
 def compute_finetune_claims_job(
     inputs: Mapping[str, str],
     recommended: Mapping,
-    controls: Sequence[str],
+    blocks: Mapping[str, Sequence[int]],
     analysis: Mapping,
     outputs: Mapping[str, str],
     log_path: str,
 ) -> None:
-    """Rule entry point: claims 4a-4e (parquet and TSV) and the scenario x arm summary."""
-    from dlatoms.core.io import write_parquet_atomic, write_tsv_atomic
-    from dlatoms.core.jobs import job_logging
+    """Rule entry point: claims 4a-4e+ and the scenario x arm summary.
 
+    `inputs["metrics"]` is the aggregated metrics table; `blocks` the discovery and replication seeds;
+    `analysis` the analysis settings (intervals, accuracy_margin, sensitivity_factors, adjust).
+    """
     with job_logging(log_path):
         metrics = pd.read_parquet(inputs["metrics"])
-        bootstrap = BootstrapSpec.from_params(analysis)
+        bootstrap = BootstrapSpec.from_params(dict(analysis))
         recommended = {k: [v] if isinstance(v, str) else list(v) for k, v in recommended.items()}
-        claims = evaluate_finetune_claims(metrics, recommended, bootstrap, controls)
+        blocks = {block: [int(seed) for seed in seeds] for block, seeds in blocks.items()}
+        claims = evaluate_finetune_claims(metrics, recommended, blocks, analysis, bootstrap)
         write_parquet_atomic(claims, outputs["claims"])
-        write_tsv_atomic(claims, outputs["tsv"])
-        write_parquet_atomic(scenario_summary(metrics, bootstrap), outputs["summary"])
-        for row in claims.itertuples():
-            log.info(
-                "%s %s: %.3f [%.3f, %.3f] n=%d",
-                *row[1:2],
-                row.verdict,
-                row.statistic,
-                row.ci_low,
-                row.ci_high,
-                row.n_seeds,
-            )
+        write_parquet_atomic(scenario_summary(metrics, bootstrap, blocks), outputs["summary"])
+        log_claims(log, claims)
