@@ -40,6 +40,7 @@ class FigureSettings:
     trace_seed: int = 0
     confidence: float = 0.95
     bootstrap_seed: int = 0
+    interval: str = "t"
     sparsity_threshold: float = 0.01
 
     @classmethod
@@ -51,7 +52,10 @@ class FigureSettings:
     @property
     def bands(self) -> BootstrapSpec:
         return BootstrapSpec(
-            resamples=self.band_resamples, confidence=self.confidence, seed=self.bootstrap_seed
+            resamples=self.band_resamples,
+            confidence=self.confidence,
+            seed=self.bootstrap_seed,
+            method=self.interval,
         )
 
     @property

@@ -1,7 +1,7 @@
 """Question 4's figures: accuracy per scenario and arm, learning curves, and the per-stage probes.
 
 Each is registered with its title and caption (dlatoms.core.figures.register_figure) and drawn in the shared
-style; bands are bootstrap intervals over seeds at the configured confidence.
+style; bands are intervals over seeds at the configured confidence and method (analysis.interval).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dlatoms.finetune.measures import scenario_name, scenario_summary
 # ---------------------------------------------------------------------------------------------- figures
 
 # The analysis settings the bands use, as the claims' intervals do; no verdict thresholds.
-FIGURE_ANALYSIS = ("bootstrap_resamples", "confidence", "bootstrap_seed")
+FIGURE_ANALYSIS = ("bootstrap_resamples", "confidence", "bootstrap_seed", "interval")
 
 
 def recommended_option(config: Mapping) -> dict:
@@ -53,7 +53,7 @@ def _grid(count: int, settings: FigureSettings, legend: bool, sharey: bool = Tru
     question="finetune",
     tables={"metrics": "finetune_metrics"},
     title="Final test accuracy per scenario and arm",
-    caption="Mean final test accuracy over seeds and its bootstrap interval, per scenario "
+    caption="Mean final test accuracy over seeds and its interval, per scenario "
     "(small/large × similar/dissimilar target) and strategy; the recommended strategy of each scenario is "
     "marked.",
     analysis=FIGURE_ANALYSIS,
