@@ -3,7 +3,7 @@ from dlatoms.finetune.jobs import compute_finetune_claims_job
 compute_finetune_claims_job(
     inputs=dict(snakemake.input.items()),  # noqa: F821
     recommended=snakemake.params.recommended,  # noqa: F821
-    controls=snakemake.params.controls,  # noqa: F821
+    blocks=dict(snakemake.params.blocks),  # noqa: F821
     analysis=snakemake.params.analysis,  # noqa: F821
     outputs=dict(snakemake.output.items()),  # noqa: F821
     log_path=snakemake.log[0],  # noqa: F821

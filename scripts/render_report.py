@@ -2,7 +2,7 @@ from dlatoms.report import render_report_job
 
 inputs, params = snakemake.input, snakemake.params  # noqa: F821
 render_report_job(
-    claims=[inputs.claims, inputs.finetune_claims],
+    claims=inputs.claims,
     tables={
         "arm_summaries": inputs.summaries,
         **{f"{q}_metrics": path for q, path in zip(params.questions, inputs.metrics, strict=True)},

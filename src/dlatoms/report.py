@@ -15,11 +15,14 @@ from dlatoms.core.io import write_text_atomic
 from dlatoms.core.jobs import job_logging
 from dlatoms.core.report import (
     VERDICT_COLORS,
+    Heading,
     Page,
+    Paragraph,
     ReportInputs,
     Section,
     Table,
     claims_block,
+    confidence_label,
     embed_figure,
     fmt_number,
     markup,
@@ -27,6 +30,7 @@ from dlatoms.core.report import (
     render,
     settings_table,
 )
+from dlatoms.core.verdicts import CHECK, FINDING, ROBUST_SHARE, verdict_changes
 from dlatoms.finetune import report as finetune_report
 from dlatoms.mlp import report as mlp_report
 
@@ -47,18 +51,86 @@ def _builders() -> list:
     return list(dict.fromkeys(owner[q] for q in catalog.QUESTIONS))
 
 
+def _counts(frame: pd.DataFrame) -> str:
+    counts = frame["verdict"].value_counts()
+    return ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_COLORS if v in counts) or "none"
+
+
+def overview(claims: pd.DataFrame, analysis: Mapping) -> list:
+    """How many claims, findings and checks, what each reached, replication, robustness, multiplicity."""
+    findings = claims[claims["kind"] == FINDING]
+    checks = claims[claims["kind"] == CHECK]
+    measured = findings[findings["verdict"] != "not_measured"]
+    replicated = measured[measured["replication_verdict"] != "not_measured"]
+    differs = verdict_changes(replicated)
+    robust = measured[measured["robust_share"] >= ROBUST_SHARE]
+    intervals = int((claims["n_seeds"] > 0).sum() + (claims["replication_n_seeds"] > 0).sum())
+    level = confidence_label(analysis)
+    if analysis.get("adjust", "none") == "holm":
+        multiplicity = (
+            "Holm's step-down procedure adjusts the confidence levels (within questions 1–3 and within "
+            f"question 4); a claim decided at a level other than {level} shows it beside its interval."
+        )
+    else:
+        multiplicity = (
+            f"Each is a {level} interval, not adjusted for multiple comparisons (config analysis.adjust: "
+            f"none; holm is available): about {intervals * (1 - float(analysis['confidence'])):.1f} of "
+            f"{intervals} would miss their true value by chance alone."
+        )
+    lines = [
+        markup(
+            "<b>{} claims</b>: {} findings ({}) and {} check(s) of the pipeline that hold by construction "
+            "({}).",
+            len(claims),
+            len(findings),
+            _counts(findings),
+            len(checks),
+            _counts(checks),
+        ),
+        markup(
+            "Replication: on the held-out seeds, {} of {} measured findings reach the same verdict{}.",
+            len(replicated) - len(differs),
+            len(replicated),
+            markup(
+                "; they differ for {}",
+                ", ".join(
+                    f"{r.claim_id} ({r.verdict} → {r.replication_verdict})" for r in differs.itertuples()
+                ),
+            )
+            if len(differs)
+            else "",
+        ),
+        markup(
+            "Robustness: {} of {} measured findings keep their verdict in at least {:.0%} of the settings "
+            "of their thresholds (each at {} × its configured value).",
+            len(robust),
+            len(measured),
+            ROBUST_SHARE,
+            " / ".join(f"{f:g}" for f in analysis.get("sensitivity_factors", [0.5, 1.0, 2.0])),
+        ),
+        markup(
+            "The claims table holds {} intervals (discovery and replication). {}", intervals, multiplicity
+        ),
+    ]
+    blocks: list = [Paragraph(markup(" ").join(lines))]
+    blocks.append(claims_block(findings, level, full=False))
+    if len(checks):
+        blocks.append(Heading("Checks of the pipeline (hold by construction, not findings)", 4))
+        blocks.append(claims_block(checks, level, full=False))
+    return blocks
+
+
 def build_page(inputs: ReportInputs) -> Page:
     """The whole page: overview of claims, each question's sections, run times, figure settings."""
     claims = inputs.tables["claims"]
-    counts = claims["verdict"].value_counts()
-    overview = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_COLORS if v in counts)
     intro = markup(
         "Reproduction and extension of experiments 10–12 of <i>Atomic Experiments in Deep Learning</i> "
         "(A. Abid, 2018) and of the CS231n transfer-learning advice (question 4): each claim measured over "
-        "seeds with a bootstrap interval and decided by a written rule. Verdicts: {}.",
-        overview,
+        "a discovery block of seeds, decided by a rule and a margin written down beforehand, decided again "
+        "on a held-out replication block and over a grid of its thresholds. Findings: {}.",
+        _counts(claims[claims["kind"] == FINDING]),
     )
-    sections = [Section("claims", "Claims", [claims_block(claims, inputs.confidence, full=False)])]
+    sections = [Section("claims", "Claims", overview(claims, inputs.settings["analysis"]))]
     for module in _builders():
         sections += module.sections(inputs)
     rows = [[r.rule, r.job, fmt_number(r.seconds, 2)] for r in inputs.benchmarks.itertuples()]
@@ -72,7 +144,7 @@ def build_page(inputs: ReportInputs) -> Page:
 
 
 def render_report_job(
-    claims: Sequence[str],
+    claims: str,
     tables: Mapping[str, str | None],
     figures: Mapping[str, str],
     benchmarks: Sequence[str],
@@ -82,7 +154,8 @@ def render_report_job(
 ) -> None:
     """Rule entry point: render results/report/index.html from every question's tables and figures.
 
-    claims: the claims table of each question; tables: other tables by name (None: not produced);
+    claims: the claims table of every question (results/tables/claims.parquet); tables: other tables by
+    name (None: not produced);
     figures: figure name -> PNG; settings: the config values the report states (rule params).
     """
     with job_logging(log_path):
@@ -92,7 +165,7 @@ def render_report_job(
             info = catalog.FIGURES[name]
             embedded[name] = embed_figure(name, info.question, path, dpi, info.title, info.caption)
         read = {name: pd.read_parquet(path) for name, path in tables.items() if path}
-        read["claims"] = pd.concat([pd.read_parquet(path) for path in claims], ignore_index=True)
+        read["claims"] = pd.read_parquet(claims)
         inputs = ReportInputs(read, embedded, read_benchmarks(benchmarks), settings)
         text = render(build_page(inputs))
         write_text_atomic(text, output)

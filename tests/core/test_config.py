@@ -45,7 +45,9 @@ def test_default_config_matches_the_reference_scale(config):
     assert config["layers"]["network"]["hidden_sizes"] == [50, 50, 50]
     assert config["regularization"]["training"]["steps"] == 750
     for question in ("init", "layers", "regularization"):
-        assert config[question]["seeds"] == list(range(20))
+        assert config[question]["seeds"] == list(range(20))  # the discovery block
+        assert config[question]["replication_seeds"] == list(range(20, 40))  # held out, disjoint
+        assert config[question]["training"]["sampling"] == "without_replacement"  # as the reference
         assert config[question]["training"]["lr"] == 0.003
         assert config[question]["training"]["batch_size"] == 64
     inits = {arm["init"]["name"] for arm in config["init"]["arms"]}
@@ -111,6 +113,19 @@ BAD = [
     (["init", "arms", 1, "name"], "xavier", "config.init.arms[1].name: 'xavier' is used by another arm"),
     (["init", "arms", 1, "name"], "has/slash", "config.init.arms[1].name"),
     (["init", "training", "eval_every"], 501, "config.init.training.eval_every"),
+    (
+        ["init", "replication_seeds"],
+        [19, 20],
+        "config.init.replication_seeds: [19] also in config.init.seeds",
+    ),
+    (
+        ["layers", "training", "batch_size"],
+        401,
+        "config.layers.training.batch_size: 401 is more than the 400",
+    ),
+    (["init", "training", "sampling"], "bootstrap", "config.init.training.sampling"),
+    (["analysis", "interval"], "bca", "config.analysis.interval"),
+    (["analysis", "accuracy_margin"], 0, "config.analysis.accuracy_margin"),
 ]
 
 

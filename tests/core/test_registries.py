@@ -14,11 +14,13 @@ import pytest
 import yaml
 
 from dlatoms.core.device import DEVICE_SETTINGS
+from dlatoms.core.stats import INTERVAL_METHODS
+from dlatoms.core.verdicts import ADJUSTMENTS
 from dlatoms.finetune.data import TARGET_DATASETS
 from dlatoms.finetune.strategies import STRATEGIES
 from dlatoms.finetune.training import FINAL, LR_SCHEDULES
 from dlatoms.finetune.weights import WEIGHT_SOURCES
-from dlatoms.mlp.engine import ACTIVATIONS, LOSSES, TRACED_LAYERS
+from dlatoms.mlp.engine import ACTIVATIONS, LOSSES, SAMPLINGS, TRACED_LAYERS
 from dlatoms.mlp.initializers import INITIALIZERS
 from dlatoms.mlp.training import PENALTIES
 
@@ -37,6 +39,15 @@ REGISTRIES: dict[str, tuple[str, Callable[[], Iterable[str]]]] = {
         "dlatoms.mlp.engine.TRACED_LAYERS",
         lambda: TRACED_LAYERS,
     ),
+    "$defs/question/properties/training/properties/sampling": (
+        "dlatoms.mlp.engine.SAMPLINGS",
+        lambda: SAMPLINGS,
+    ),
+    "properties/analysis/properties/interval": (
+        "dlatoms.core.stats.INTERVAL_METHODS",
+        lambda: INTERVAL_METHODS,
+    ),
+    "properties/analysis/properties/adjust": ("dlatoms.core.verdicts.ADJUSTMENTS", lambda: ADJUSTMENTS),
     "properties/finetune/properties/device": ("dlatoms.core.device.DEVICE_SETTINGS", lambda: DEVICE_SETTINGS),
     "properties/finetune/properties/lr_schedule": (
         "dlatoms.finetune.training.LR_SCHEDULES",

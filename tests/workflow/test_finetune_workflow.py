@@ -35,7 +35,7 @@ def test_metrics_table(finished):
     assert list(dict.fromkeys(zip(table.similarity, table["size"], strict=True))) == SCENARIOS
     assert set(table.arm) == set(ARMS)
     assert set(table.dataset) == {"shapes", "mnist"}
-    assert sorted(table.seed.unique()) == [0, 1]
+    assert sorted(table.seed.unique()) == [0, 1, 2, 3]  # discovery block 0, 1 and replication block 2, 3
     assert table.accuracy.between(0, 1).all()
     per_run = table.groupby(["similarity", "size", "arm", "seed"]).size()
     assert (per_run[per_run.index.get_level_values("arm") == "finetune_all"] == 4).all()  # epochs 0, 1
@@ -70,9 +70,12 @@ def test_logs_show_progress_and_benchmarks_exist(finished):
 def test_claims_and_figures(finished):
     claims = pd.read_parquet(finished / CLAIMS)
     assert list(claims.columns) == CLAIM_COLUMNS
-    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e"]
-    assert set(claims["verdict"]) <= set(VERDICTS)
-    assert claims.set_index("claim_id").loc["4e", "verdict"] == "not_measured"  # smoke has no scratch-lr arm
+    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e", "4e+"]
+    assert set(claims["verdict"]) | set(claims["replication_verdict"]) <= set(VERDICTS)
+    for claim_id in ("4e", "4e+"):  # smoke has no scratch-lr arm
+        assert claims.set_index("claim_id").loc[claim_id, "verdict"] == "not_measured"
+    # the smoke config's replication block (seeds 2, 3) decides 4a-4d again
+    assert (claims.loc[claims["claim_id"].isin(["4a", "4b", "4c", "4d"]), "replication_n_seeds"] == 2).all()
     for figure in FIGURES:
         assert (finished / figure).stat().st_size > 0
         assert (finished / figure.replace(".png", ".svg")).is_file()

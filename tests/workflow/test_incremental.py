@@ -40,10 +40,11 @@ REGULARIZATION_DOWNSTREAM = {
     "plot_figure/regularization_accuracy",
     "plot_figure/regularization_summary",
 }
-CLAIMS_AND_REPORT = {"compute_claims", "render_report", "all"}
+CLAIMS_AND_REPORT = {"compute_claims", "collect_claims", "render_report", "all"}
 FINETUNE_DOWNSTREAM = {
     "aggregate_finetune_tables",
     "compute_finetune_claims",
+    "collect_claims",
     "plot_figure/finetune_accuracy",
     "plot_figure/finetune_curves",
     "plot_figure/finetune_stage_probes",
@@ -65,7 +66,9 @@ STYLE_RULES = {
     "render_report",
     "all",
 }
-INIT_ARMS = ["xavier", "zeros", "ones", "normal_0.01", "normal_1"]
+INIT_ARMS = [
+    "xavier", "zeros", "zeros_noise", "ones", "ones_long", "inverse_fan_in", "normal_0.01", "normal_1"
+]  # fmt: skip
 SCENARIOS = [(s, z) for s in ("similar", "dissimilar") for z in ("small", "large")]
 FINETUNE_ARMS = ["probe_final", "finetune_all"]
 
@@ -130,7 +133,7 @@ EDITS = [
     Edit(
         "change_q1_arm_std",
         "Change one question 1 arm's std",
-        _set(["init", "arms", 3, "init", "std"], 0.02),
+        _set(["init", "arms", 6, "init", "std"], 0.02),  # normal_0.01
         {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
         init_arms("normal_0.01"),
     ),
@@ -139,7 +142,7 @@ EDITS = [
         "Change question 1 `training.steps`",
         _set(["init", "training", "steps"], 50),
         {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
-        init_arms(*INIT_ARMS),
+        init_arms(*[a for a in INIT_ARMS if a != "ones_long"]),  # ones_long sets its own steps
     ),
     Edit(
         "add_q3_strength",
@@ -158,9 +161,9 @@ EDITS = [
     Edit(
         "add_q1_seed",
         "Add a seed to question 1",
-        _append(["init", "seeds"], 3),
+        _append(["init", "seeds"], 5),  # 3 and 4 are the smoke config's replication block
         {"generate_dataset", "train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT,
-        {("generate_dataset", "seed=3")} | init_arms(*INIT_ARMS),
+        {("generate_dataset", "seed=5")} | init_arms(*INIT_ARMS),
     ),
     Edit(
         "change_figure_style",
@@ -172,7 +175,7 @@ EDITS = [
         "change_verdict_threshold",
         "Change a verdict threshold (`analysis.trained_margin`)",
         _set(["analysis", "trained_margin"], 0.2),
-        {"compute_claims", "render_report", "all"},
+        CLAIMS_AND_REPORT,
     ),
     Edit(
         "change_q4_small_size",
@@ -263,14 +266,14 @@ def test_a_script_newer_than_its_outputs_reruns_its_rule(smoke_workdir, smoke_co
     finally:
         script.write_text(original)
         os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert {rule for rule, _ in jobs} == {"compute_finetune_claims", "render_report", "all"}
+    assert {rule for rule, _ in jobs} == {"compute_finetune_claims", "collect_claims", "render_report", "all"}
 
 
 def test_adding_seeds_keeps_the_existing_seeds_rows(smoke_workdir, smoke_config, tmp_path):
     """A real run with one more seed: the new seed's rows appear, the old seeds' rows are unchanged."""
     workdir = copy_finished(smoke_workdir, tmp_path / "wf")
     config = copy.deepcopy(smoke_config)
-    config["init"]["seeds"].append(3)
+    config["init"]["seeds"].append(5)  # 3 and 4 are the smoke config's replication block
     path = tmp_path / "more_seeds.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     table = "results/tables/init_metrics.parquet"
@@ -278,6 +281,6 @@ def test_adding_seeds_keeps_the_existing_seeds_rows(smoke_workdir, smoke_config,
     assert run.returncode == 0, run.stdout[-3000:]
     before = pd.read_parquet(smoke_workdir / table)
     after = pd.read_parquet(workdir / table)
-    assert set(after["seed"]) == set(before["seed"]) | {3}
-    old = after[after["seed"] != 3].reset_index(drop=True)
+    assert set(after["seed"]) == set(before["seed"]) | {5}
+    old = after[after["seed"] != 5].reset_index(drop=True)
     pd.testing.assert_frame_equal(old, before.reset_index(drop=True))

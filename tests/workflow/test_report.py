@@ -22,12 +22,14 @@ from workflow_helpers import snakemake
 
 from dlatoms import catalog
 from dlatoms.core.report import Page, Section, claims_block, confidence_label, render
-from dlatoms.core.verdicts import CLAIM_COLUMNS, VERDICTS
+from dlatoms.core.verdicts import CLAIM_COLUMNS, KINDS, VERDICTS, claims_frame
+from dlatoms.finetune.claims import CLAIMS as FINETUNE_CLAIMS
 from dlatoms.finetune.report import scenario_table
 from dlatoms.mlp.claims import CLAIMS
 from dlatoms.mlp.figures import FIGURES
 from dlatoms.mlp.jobs import compute_claims_job
 from dlatoms.mlp.report import diverged_section
+from dlatoms.report import overview
 
 FINETUNE_FIGURES = [name for name, figure in catalog.FIGURES.items() if figure.question == "finetune"]
 
@@ -79,15 +81,20 @@ def test_every_figure_claims_table_and_report_exist(workdir):
             assert path.is_file() and path.stat().st_size > 1000, path
     claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
     assert list(claims.columns) == CLAIM_COLUMNS
-    assert list(claims["claim_id"]) == [c.claim_id for c in CLAIMS]
-    assert set(claims["verdict"]) <= set(VERDICTS)
+    # one table holds every claim of questions 1-4, in question order
+    assert list(claims["claim_id"]) == [c.claim_id for c in (*CLAIMS, *FINETUNE_CLAIMS)]
+    assert set(claims["verdict"]) | set(claims["replication_verdict"]) <= set(VERDICTS)
+    assert set(claims["kind"]) <= set(KINDS) and "check" in set(claims["kind"])
+    measured = claims[claims["verdict"] != "not_measured"]
+    assert measured["robust_share"].between(0, 1).all() and (measured["settings"] >= 1).all()
+    assert (claims.loc[claims["replication_verdict"] != "not_measured", "replication_n_seeds"] >= 2).all()
     assert (workdir / "results/report/index.html").is_file()
     assert (workdir / "results/tables/claims.tsv").is_file()
 
 
 def test_report_names_every_claim_and_embeds_existing_figures(workdir):
     html = (workdir / "results/report/index.html").read_text(encoding="utf-8")
-    for claim in CLAIMS:
+    for claim in (*CLAIMS, *FINETUNE_CLAIMS):
         assert f'id="claim-{claim.claim_id}"' in html, claim.claim_id
     page = parse(html)
     assert set(page.figures) == set(catalog.FIGURES), "the report must embed every figure"
@@ -98,15 +105,19 @@ def test_report_names_every_claim_and_embeds_existing_figures(workdir):
         assert value.startswith(("data:", "#")), f"<{tag} {attribute}={value[:60]!r}> needs a file or network"
     assert not {"script", "link", "iframe"} & page.tags
     assert not re.search(r"url\((?!['\"]?data:)", html), "CSS must not load anything"
-    for section in ("Method", "Run time", "our verdict"):
-        assert section in html
+    for section in ("Method", "Run time", "replication", "robust share", "Checks of the pipeline"):
+        assert section in html, section
+    claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
+    findings, checks = (int((claims["kind"] == kind).sum()) for kind in ("finding", "check"))
+    assert f"{len(claims)} claims</b>: {findings} findings" in html and f"and {checks} check(s)" in html
 
 
 def test_report_has_a_question_4_section(workdir):
     html = (workdir / "results/report/index.html").read_text(encoding="utf-8")
     section = html[html.index("id='finetune'") : html.index("id='times'")]
-    claims = pd.read_parquet(workdir / "results/tables/finetune_claims.parquet")
-    assert list(claims["claim_id"]) == ["4a", "4b", "4c", "4d", "4e"]
+    claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
+    claims = claims[claims["question"] == "finetune"]
+    assert list(claims["claim_id"]) == ["4a", "4b", "4c", "4d", "4e", "4e+"]
     for claim_id in claims["claim_id"]:
         assert f'id="claim-{claim_id}"' in section, claim_id  # full claim rows in the section
         assert f'href="#claim-{claim_id}"' in html, claim_id  # and in the overview at the top
@@ -141,29 +152,68 @@ def test_scenario_table_marks_the_best_and_the_recommended():
     assert rows == ["probe_final", "finetune_all", "scratch"]  # arms in config order
 
 
+def _claim_row(**values) -> dict:
+    row = {
+        "claim_id": "9z",
+        "question": "init",
+        "kind": "finding",
+        "statement": "s",
+        "statistic": 0.5,
+        "ci_low": 0.4,
+        "ci_high": 0.6,
+        "n_seeds": 3,
+        "margin": 0.02,
+        "verdict": "supported",
+        "replication_statistic": 0.1,
+        "replication_ci_low": -0.1,
+        "replication_ci_high": 0.3,
+        "replication_n_seeds": 3,
+        "replication_verdict": "inconclusive",
+        "robust_share": 0.95,
+        "settings": 3,
+        "confidence": 0.9,
+        "reference_conclusion": "yes",
+        "measure": "m",
+        "rule": "r",
+        "detail": "d",
+        "replication_detail": "rd",
+    }
+    return {**row, **values}
+
+
 def test_report_text_is_escaped_and_states_the_configured_confidence():
-    claims = pd.DataFrame(
-        [
-            {
-                "claim_id": "9z",
-                "statement": "<script>x</script> & more",
-                "measure": "m",
-                "rule": "r",
-                "detail": "d",
-                "statistic": 0.5,
-                "ci_low": 0.4,
-                "ci_high": 0.6,
-                "n_seeds": 3,
-                "verdict": "supported",
-                "reference_conclusion": "yes",
-            }
-        ]
-    )
+    claims = claims_frame([_claim_row(statement="<script>x</script> & more")])
     confidence = confidence_label({"confidence": 0.9})
     html = render_blocks(Section("claims", "Claims", [claims_block(claims, confidence, full=True)]))
     assert "&lt;script&gt;x&lt;/script&gt; &amp; more" in html and "<script>" not in html
-    assert "statistic [90% CI]" in html and "95%" not in html
+    assert "95%" not in html
     assert '<span id="claim-9z">9z</span>' in html and "0.5 [0.4, 0.6]" in html
+    # the replication verdict differs from the discovery verdict: flagged; robust share >= 0.9: marked
+    assert "≠ differs" in html and 'class="differs"' in html
+    assert "0.95 (3 settings) <b" in html and "robust</b>" in html
+
+
+def test_overview_counts_findings_and_checks_apart_and_states_the_intervals():
+    claims = claims_frame(
+        [
+            _claim_row(claim_id="1a", verdict="supported", replication_verdict="supported"),
+            _claim_row(claim_id="1b", verdict="contradicted", robust_share=0.5),
+            _claim_row(claim_id="3z", kind="check", verdict="supported", replication_verdict="supported"),
+        ]
+    )
+    html = render_blocks(Section("claims", "Claims", overview(claims, {"confidence": 0.9, "adjust": "none"})))
+    assert "3 claims</b>: 2 findings (1 supported, 1 contradicted) and 1 check(s)" in html
+    assert (
+        "1 of 2 measured findings reach the same verdict" in html
+        and "1b (contradicted → inconclusive)" in html
+    )
+    assert "1 of 2 measured findings keep their verdict" in html
+    assert "6 intervals" in html and "not adjusted for multiple comparisons" in html
+    assert (
+        html.index('href="#claim-1b"') < html.index("Checks of the pipeline") < html.index('href="#claim-3z"')
+    )
+    holm = render_blocks(Section("claims", "Claims", overview(claims, {"confidence": 0.9, "adjust": "holm"})))
+    assert "Holm" in holm and "not adjusted" not in holm
 
 
 def planned_rules(workdir: Path, old: str, new: str) -> set[str]:
@@ -188,16 +238,27 @@ def test_a_style_edit_reruns_figures_and_report_only(workdir):
 
 def test_a_verdict_threshold_reruns_claims_and_report_only(workdir):
     rules = planned_rules(workdir, "trained_margin: 0.1", "trained_margin: 0.2")
-    assert rules == {"compute_claims", "render_report"}, rules
+    assert rules == {"compute_claims", "collect_claims", "render_report"}, rules
 
 
 def test_claims_are_byte_identical_when_recomputed(workdir, tmp_path):
-    analysis = yaml.safe_load((workdir / "config/smoke.yaml").read_text())["analysis"]
+    config = yaml.safe_load((workdir / "config/smoke.yaml").read_text())
     tables = workdir / "results" / "tables"
-    outputs = {"claims": "claims.parquet", "tsv": "claims.tsv", "summaries": "arm_summaries.parquet"}
+    inputs = {
+        f"{q}_measures": str(tables / f"{q}_measures.parquet") for q in ("init", "layers", "regularization")
+    }
+    for name in ("layers_metrics", "layers_weights", "regularization_metrics", "regularization_weights"):
+        inputs[name] = str(tables / f"{name}.parquet")
+    inputs["regularization_units"] = str(tables / "regularization_units.parquet")
+    outputs = {"claims": "mlp_claims.parquet", "summaries": "arm_summaries.parquet"}
+    blocks = {
+        q: {"discovery": config[q]["seeds"], "replication": config[q]["replication_seeds"]}
+        for q in ("init", "layers", "regularization")
+    }
     compute_claims_job(
-        inputs={q: str(tables / f"{q}_measures.parquet") for q in ("init", "layers", "regularization")},
-        analysis=analysis,
+        inputs=inputs,
+        blocks=blocks,
+        analysis={**config["analysis"], "sensitivity_factors": [0.5, 1.0, 2.0]},
         outputs={key: str(tmp_path / name) for key, name in outputs.items()},
         log_path=str(tmp_path / "claims.log"),
     )

@@ -45,7 +45,7 @@ def test_report_job_never_imports_torch(smoke_workdir, tmp_path):
     }
     output = tmp_path / "index.html"
     arguments = {
-        "claims": [str(tables / "claims.parquet"), str(tables / "finetune_claims.parquet")],
+        "claims": str(tables / "claims.parquet"),
         "tables": {
             "arm_summaries": str(tables / "arm_summaries.parquet"),
             **{f"{q}_metrics": str(tables / f"{q}_metrics.parquet") for q in MLP_QUESTIONS},

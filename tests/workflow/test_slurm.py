@@ -204,7 +204,7 @@ def test_smoke_pipeline_runs_through_slurm(runs, cluster):
     run = runs["smoke"]
     assert run.returncode == 0, run.output[-5000:]
     config = _smoke_config(run.workdir)
-    seeds = sorted({seed for q in QUESTIONS for seed in config[q]["seeds"]})
+    seeds = sorted({s for q in QUESTIONS for s in config[q]["seeds"] + config[q]["replication_seeds"]})
     arms = [(q, arm["name"]) for q in QUESTIONS for arm in config[q]["arms"]]
     for seed in seeds:
         assert (run.workdir / f"results/data/mixture/seed{seed}.parquet").is_file()

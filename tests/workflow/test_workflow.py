@@ -8,7 +8,16 @@ from workflow_helpers import QUESTIONS, TABLE_KINDS, copy_workflow, planned_jobs
 
 SMOKE = ["--configfile", "config/smoke.yaml"]
 SMOKE_ARMS = {
-    "init": ["xavier", "zeros", "ones", "normal_0.01", "normal_1"],
+    "init": [
+        "xavier",
+        "zeros",
+        "zeros_noise",
+        "ones",
+        "ones_long",
+        "inverse_fan_in",
+        "normal_0.01",
+        "normal_1",
+    ],
     "layers": ["xavier"],
     "regularization": ["l1_0", "l1_1", "l2_0", "l2_1"],
 }
@@ -33,6 +42,7 @@ SCHEMAS = {
         "mean_abs_weight": "float64",
         "weight_norm": "float64",
         "distinct_units": "float64",
+        "distinct_units_exact": "float64",
         "saturated_fraction": "float64",
     },
 }
@@ -71,8 +81,10 @@ def test_table_schema_and_content(finished, question, kind):
     assert {c: str(t) for c, t in table.dtypes.items()} == SCHEMAS[kind]
     assert (table["question"] == question).all()
     assert list(dict.fromkeys(table["arm"])) == SMOKE_ARMS[question]
-    assert sorted(table["seed"].unique()) == [0, 1, 2]
-    assert table["step"].min() == 0 and table["step"].max() == 40
+    assert sorted(table["seed"].unique()) == [0, 1, 2, 3, 4]  # discovery 0-2, replication 3-4
+    last = table.groupby("arm")["step"].max()
+    assert table["step"].min() == 0 and (last.drop("ones_long", errors="ignore") == 40).all()
+    assert last.get("ones_long", 160) == 160  # the arm that trains four times longer
     if kind == "metrics":
         assert set(table["split"]) == {"train", "test"}
         assert table["accuracy"].between(0, 1).all()

@@ -70,16 +70,17 @@ rule measure_regularization:
 
 rule compute_claims:
     input:
-        init="results/tables/init_measures.parquet",
-        layers="results/tables/layers_measures.parquet",
-        regularization="results/tables/regularization_measures.parquet",
+        init_measures="results/tables/init_measures.parquet",
+        layers_measures="results/tables/layers_measures.parquet",
+        regularization_measures="results/tables/regularization_measures.parquet",
+        # the sensitivity grid recomputes measures at other thresholds from the raw tables
+        layers_metrics="results/tables/layers_metrics.parquet",
+        layers_weights="results/tables/layers_weights.parquet",
+        regularization_metrics="results/tables/regularization_metrics.parquet",
+        regularization_weights="results/tables/regularization_weights.parquet",
+        regularization_units="results/tables/regularization_units.parquet",
     output:
-        claims="results/tables/claims.parquet",
-        tsv=report(
-            "results/tables/claims.tsv",
-            caption="../report/claims.rst",
-            category="Claims",
-        ),
+        claims="results/tables/mlp_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
     log:
         "logs/compute_claims.log",
@@ -87,6 +88,25 @@ rule compute_claims:
         "benchmarks/compute_claims.tsv"
     localrule: True
     params:
+        blocks={question: seed_blocks(config[question]) for question in MLP_QUESTIONS},
         analysis=config["analysis"],
     script:
         "../../scripts/compute_claims.py"
+
+
+rule collect_claims:
+    input:
+        "results/tables/mlp_claims.parquet",
+        "results/tables/finetune_claims.parquet",
+    output:
+        claims="results/tables/claims.parquet",
+        tsv=report(
+            "results/tables/claims.tsv",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        "logs/collect_claims.log",
+    localrule: True
+    script:
+        "../../scripts/collect_claims.py"

@@ -3,7 +3,14 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dlatoms.core.config import validate_schema
-from dlatoms.mlp.config import MLP_QUESTIONS, arm_names, arm_spec, check_config
+from dlatoms.mlp.config import (
+    MLP_QUESTIONS,
+    all_seeds as question_seeds,
+    arm_names,
+    arm_spec,
+    check_config,
+    seed_blocks,
+)
 from dlatoms.core.io import check_complete_files
 
 # Bad config stops the run here, before any job, with a message naming the key.
@@ -27,9 +34,13 @@ wildcard_constraints:
 
 
 def all_seeds():
-    """Every seed any question uses: one data set each."""
+    """Every seed any question uses (both blocks): one data set each."""
     return sorted(
-        {seed for question in MLP_QUESTIONS for seed in config[question]["seeds"]}
+        {
+            seed
+            for question in MLP_QUESTIONS
+            for seed in question_seeds(config[question])
+        }
     )
 
 
@@ -38,8 +49,8 @@ def dataset_path(seed):
 
 
 def question_datasets(wildcards):
-    """The data sets of a question's seeds, in the order of its `seeds` list."""
-    return [dataset_path(seed) for seed in config[wildcards.question]["seeds"]]
+    """The data sets of a question's seeds: discovery block, then replication block."""
+    return [dataset_path(seed) for seed in question_seeds(config[wildcards.question])]
 
 
 def training_spec(wildcards):

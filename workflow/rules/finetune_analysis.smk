@@ -1,9 +1,18 @@
-# Question 4's answers: claims 4a-4e with intervals and verdicts (figures: figures.smk).
+# Question 4's answers: claims 4a-4e with intervals and verdicts (figures: figures.smk), joined with
+# questions 1-3's into results/tables/claims.parquet by collect_claims (analysis.smk).
 
-# The analysis settings the intervals use; verdict rules of 4a-4e have no thresholds of their own.
+# The analysis settings claims 4a-4e depend on: intervals, the accuracy margin and its sensitivity grid.
 FINETUNE_ANALYSIS = {
     key: config["analysis"][key]
-    for key in ("bootstrap_resamples", "confidence", "bootstrap_seed")
+    for key in (
+        "bootstrap_resamples",
+        "confidence",
+        "bootstrap_seed",
+        "interval",
+        "adjust",
+        "sensitivity_factors",
+        "accuracy_margin",
+    )
 }
 FINETUNE_RECOMMENDED = finetune_cfg.recommended(config)
 
@@ -13,11 +22,6 @@ rule compute_finetune_claims:
         metrics="results/tables/finetune_metrics.parquet",
     output:
         claims="results/tables/finetune_claims.parquet",
-        tsv=report(
-            "results/tables/finetune_claims.tsv",
-            caption="../report/finetune_claims.rst",
-            category="Claims",
-        ),
         summary="results/tables/finetune_summary.parquet",
     log:
         "logs/compute_finetune_claims.log",
@@ -28,7 +32,7 @@ rule compute_finetune_claims:
         runtime=10,
     params:
         recommended=FINETUNE_RECOMMENDED,
-        controls=config["finetune"]["controls"],
+        blocks=seed_blocks(config["finetune"]),
         analysis=FINETUNE_ANALYSIS,
     script:
         "../../scripts/compute_finetune_claims.py"

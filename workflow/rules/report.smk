@@ -56,7 +56,6 @@ rule render_report:
     input:
         **REPORT_FINETUNE_SOURCE,
         claims="results/tables/claims.parquet",
-        finetune_claims="results/tables/finetune_claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
         metrics=expand(
             "results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS

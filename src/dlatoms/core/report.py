@@ -17,6 +17,8 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from dlatoms.core.verdicts import ROBUST_SHARE
+
 VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word is always printed too
     "supported": "#0072B2",
     "contradicted": "#D55E00",
@@ -51,6 +53,12 @@ def fmt_number(value: float, digits: int = 3) -> str:
 
 def fmt_interval(mean: float, low: float, high: float) -> str:
     return f"{fmt_number(mean)} [{fmt_number(low)}, {fmt_number(high)}]"
+
+
+def seed_list(seeds: Sequence[int]) -> str:
+    """ "20 (0, 1, 2, 3, 4, 5, …)": how many seeds, the first few."""
+    shown = ", ".join(str(s) for s in seeds[:6]) + (", …" if len(seeds) > 6 else "")
+    return f"{len(seeds)} ({shown})" if seeds else "none"
 
 
 def confidence_label(analysis: Mapping) -> str:
@@ -99,13 +107,23 @@ class Figure:
 @dataclass(frozen=True)
 class ClaimRow:
     claim_id: str
+    kind: str  # finding or check
     statement: str
     measure: str
     rule: str
     detail: str
+    replication_detail: str
     interval: str
     seeds: int
+    margin: str
     verdict: str
+    replication_interval: str
+    replication_seeds: int
+    replication_verdict: str
+    robust_share: str  # e.g. "0.96 (27 settings)"
+    robust: bool  # robust_share >= ROBUST_SHARE
+    differs: bool  # replication verdict differs from the discovery verdict
+    confidence: str  # this claim's level (differs from the block's under Holm)
     reference: str
 
 
@@ -149,25 +167,52 @@ class ReportInputs:
         return confidence_label(self.settings["analysis"])
 
 
+def _interval_text(statistic: float, low: float, high: float, seeds: int) -> str:
+    return "–" if seeds == 0 else fmt_interval(statistic, low, high)
+
+
 def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
-    """Our verdict beside the reference's conclusion, one row per claim."""
-    rows = [
-        ClaimRow(
-            claim_id=str(row["claim_id"]),
-            statement=str(row["statement"]),
-            measure=str(row["measure"]),
-            rule=str(row["rule"]),
-            detail=str(row["detail"]),
-            interval="–"
-            if row["n_seeds"] == 0
-            else fmt_interval(row["statistic"], row["ci_low"], row["ci_high"]),
-            seeds=int(row["n_seeds"]),
-            verdict=str(row["verdict"]),
-            reference=str(row["reference_conclusion"]),
+    """Our verdicts (discovery, replication, robustness) beside the reference's conclusion, one row each."""
+    rows = []
+    for _, row in claims.iterrows():
+        robust = row["robust_share"]
+        rows.append(
+            ClaimRow(
+                claim_id=str(row["claim_id"]),
+                kind=str(row["kind"]),
+                statement=str(row["statement"]),
+                measure=str(row["measure"]),
+                rule=str(row["rule"]),
+                detail=str(row["detail"]),
+                replication_detail=str(row["replication_detail"]),
+                interval=_interval_text(row["statistic"], row["ci_low"], row["ci_high"], row["n_seeds"]),
+                seeds=int(row["n_seeds"]),
+                margin=fmt_number(row["margin"]),
+                verdict=str(row["verdict"]),
+                replication_interval=_interval_text(
+                    row["replication_statistic"],
+                    row["replication_ci_low"],
+                    row["replication_ci_high"],
+                    row["replication_n_seeds"],
+                ),
+                replication_seeds=int(row["replication_n_seeds"]),
+                replication_verdict=str(row["replication_verdict"]),
+                robust_share="–" if pd.isna(robust) else f"{robust:.2f} ({int(row['settings'])} settings)",
+                robust=bool(pd.notna(robust) and robust >= ROBUST_SHARE),
+                differs=str(row["verdict"]) != str(row["replication_verdict"]),
+                confidence=f"{100 * float(row['confidence']):.4g}%",
+                reference=str(row["reference_conclusion"]),
+            )
         )
-        for _, row in claims.iterrows()
-    ]
     return Claims(rows, confidence, full)
+
+
+def claim_counts(claims: pd.DataFrame) -> Mapping[str, Mapping[str, int]]:
+    """Per kind (finding, check): how many claims reached each verdict."""
+    return {
+        kind: {v: int(n) for v, n in group["verdict"].value_counts().items()}
+        for kind, group in claims.groupby("kind", sort=False)
+    }
 
 
 def settings_table(values: Mapping) -> Table:

@@ -24,6 +24,7 @@ from dlatoms.core.report import (
     fmt_interval,
     fmt_number,
     markup,
+    seed_list,
 )
 from dlatoms.finetune.claims import ADVICE
 from dlatoms.finetune.measures import scenario_name
@@ -52,7 +53,6 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
     model = section.get("model", {})
     shapes = section.get("shapes", {})
     src = section.get("source", {})
-    seeds = section.get("seeds", [])
     weights = model.get("weights", "source")
     if weights == "source":
         source_text = (
@@ -72,7 +72,9 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         "pretrained weights": source_text,
         "image size": f"{section.get('image_size')} × {section.get('image_size')} RGB",
         "test images per class": section.get("test_per_class"),
-        "seeds": f"{len(seeds)} ({', '.join(str(s) for s in seeds)})",
+        "seeds (discovery block)": seed_list(section.get("seeds", [])),
+        "replication_seeds (held-out block)": seed_list(section.get("replication_seeds", [])),
+        "training pool per class": section.get("pool_per_class"),
         "learning-rate schedule": section.get("lr_schedule"),
         "device": section.get("device"),
     }
@@ -82,14 +84,8 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         [str(s.get(k)) for k in ("size", "train_per_class", "epochs", "batch_size", "eval_every")]
         for s in section.get("sizes", [])
     ]
-    controls = set(section.get("controls", []))
     arms = [
-        [
-            code(arm["name"]),
-            str(arm["strategy"]["name"]),
-            _strategy_params(arm["strategy"]),
-            "control of claim 4e" if arm["name"] in controls else "",
-        ]
+        [code(arm["name"]), str(arm["strategy"]["name"]), _strategy_params(arm["strategy"])]
         for arm in section.get("arms", [])
     ]
     rows = []
@@ -111,14 +107,16 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         Table(["similarity", "dataset"], targets),
         Table(["size", "train images per class", "epochs", "batch size", "eval every"], sizes),
         Heading("Strategies (arms)", 4),
-        Table(["arm", "strategy", "parameters", "role"], arms),
+        Table(["arm", "strategy", "parameters"], arms),
         Heading("Recommended per scenario (claims 4a–4d)", 4),
         Table(["scenario", "CS231n advice", "recommended arm(s)"], rows),
         Paragraph(
             Markup(
-                "Where several arms are recommended, the better of them is the one compared. The control "
-                "arms (<code>finetune.controls</code>) answer claim 4e only and are not counted as rivals "
-                "in 4a–4d."
+                "Where several arms are recommended, the better of them is the one compared. Every other "
+                "arm that ran is a rival, the best of them chosen again in every bootstrap resample; an arm "
+                "that beats the recommendation is named the winner in the claim's numbers. The recommended "
+                "arm is (close to) the best when it is worse than the best rival by less than "
+                "<code>analysis.accuracy_margin</code>."
             )
         ),
     ]

@@ -28,6 +28,7 @@ def check_config(config: dict) -> None:
                 check_initializer(spec["init"], f"config.{question}.arms[{i}].init")
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+        check_seed_blocks(section, f"config.{question}")
         training = section["training"]
         steps = training.get("steps", 500)
         for key in ("eval_every", "trace_every"):
@@ -43,6 +44,36 @@ def check_config(config: dict) -> None:
             f"config.data.test_fraction: {data['test_fraction']} of {data['n_points']} points leaves "
             f"{n_test} test rows; choose a fraction that keeps both splits non-empty"
         )
+    n_train = data["n_points"] - n_test
+    for question in MLP_QUESTIONS:
+        training = config[question]["training"]
+        batch = training.get("batch_size", 64)
+        if training.get("sampling", "without_replacement") == "without_replacement" and batch > n_train:
+            raise ConfigError(
+                f"config.{question}.training.batch_size: {batch} is more than the {n_train} training rows, "
+                f"so a step cannot draw them without replacement; set batch_size <= {n_train} or "
+                f"config.{question}.training.sampling: with_replacement"
+            )
+
+
+def check_seed_blocks(section: dict, where: str) -> None:
+    """The discovery (`seeds`) and replication (`replication_seeds`) blocks must not share a seed."""
+    shared = sorted(set(section["seeds"]) & set(section.get("replication_seeds", [])))
+    if shared:
+        raise ConfigError(
+            f"{where}.replication_seeds: {shared} also in {where}.seeds; the replication block must be "
+            "held out, so give it seeds the discovery block does not use"
+        )
+
+
+def seed_blocks(section: dict) -> dict[str, list[int]]:
+    """The discovery and replication seeds of a question's config section."""
+    return {"discovery": list(section["seeds"]), "replication": list(section.get("replication_seeds", []))}
+
+
+def all_seeds(section: dict) -> list[int]:
+    """Every seed a question trains: its discovery block, then its replication block."""
+    return list(section["seeds"]) + list(section.get("replication_seeds", []))
 
 
 def arm_names(config: dict, question: str) -> list[str]:
@@ -61,7 +92,7 @@ def arm_spec(config: dict, question: str, arm: str) -> dict:
     return {
         "question": question,
         "arm": arm,
-        "seeds": list(section["seeds"]),
+        "seeds": all_seeds(section),
         "network": dict(section["network"]),
         "training": {**section["training"], **chosen.get("training", {})},
         "init": dict(chosen.get("init", section.get("init", {"name": "xavier_uniform"}))),

@@ -1,0 +1,35 @@
+"""Questions 1-3's report prose is chosen by the measured verdicts, never written in advance."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dlatoms.core.report import Page, Section, render
+from dlatoms.mlp.report import CAUSE_SENTENCES, init_cause
+
+
+def _claims(**verdicts: str) -> pd.DataFrame:
+    return pd.DataFrame({"claim_id": list(verdicts), "verdict": list(verdicts.values())})
+
+
+def _text(claims: pd.DataFrame) -> str:
+    return render(Page("t", "t", "", [Section("init", "q1", init_cause(claims))]))
+
+
+def test_reversing_a_verdict_changes_the_sentence():
+    held = _text(_claims(**{"1d": "supported", "1f": "supported", "1g": "supported"}))
+    broken = _text(_claims(**{"1d": "supported", "1f": "contradicted", "1g": "supported"}))
+    assert "without breaking symmetry" in held and "without breaking symmetry" not in broken
+    assert "do not stay exact copies" in broken
+    undecided = _text(_claims(**{"1d": "inconclusive"}))
+    assert "Whether constant 0 trains is undecided" in undecided and "Constant 0 trains (1d)" not in undecided
+
+
+def test_every_cause_claim_has_a_sentence_for_every_decisive_verdict():
+    for claim_id, sentences in CAUSE_SENTENCES.items():
+        assert {"supported", "contradicted", "inconclusive"} <= set(sentences), claim_id
+        assert len(set(sentences.values())) == len(sentences), claim_id
+
+
+def test_claims_not_measured_are_left_out():
+    assert init_cause(_claims(**{"1d": "not_measured"})) == []
