@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from dlatoms.core.figures import FigureSettings, apply_style
-from dlatoms.core.stats import BootstrapSpec, best_rival_gap
+from dlatoms.core.stats import BootstrapSpec, best_gap, best_rival_gap
 from dlatoms.core.verdicts import CLAIM_COLUMNS
-from dlatoms.finetune.claims import CLAIM_SCENARIOS, best_gap, best_of_several_gap, evaluate_finetune_claims
+from dlatoms.finetune.claims import CLAIM_SCENARIOS, evaluate_finetune_claims
 from dlatoms.finetune.jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_frame
 from dlatoms.finetune.measures import scenario_summary
 
@@ -223,11 +223,10 @@ def test_one_recommended_arm_gives_the_shared_best_rival_gap(method):
     wide = pd.DataFrame(rng.normal(0.8, 0.02, size=(6, 3)), columns=["a", "b", "c"])
     spec = BootstrapSpec(resamples=2000, method=method)
     shared, shares = best_rival_gap(wide["a"], wide[["b", "c"]], spec, "x")
-    for gap in (best_gap, best_of_several_gap):
-        ours, chosen, rivals = gap(wide, ["a"], ["b", "c"], spec, "x")
-        assert ours.estimate == shared.estimate and ours.n_seeds == shared.n_seeds
-        assert (ours.low, ours.high) == pytest.approx((shared.low, shared.high), abs=1e-12)
-        assert rivals == pytest.approx(shares) and chosen == {"a": 1.0}
+    ours, chosen, rivals = best_gap(wide, ["a"], ["b", "c"], spec, "x")
+    assert ours.estimate == shared.estimate and ours.n_seeds == shared.n_seeds
+    assert (ours.low, ours.high) == pytest.approx((shared.low, shared.high), abs=1e-12)
+    assert rivals == pytest.approx(shares) and chosen == {"a": 1.0}
 
 
 def test_the_best_of_several_keeps_its_coverage_when_every_arm_ties():
@@ -237,7 +236,7 @@ def test_the_best_of_several_keeps_its_coverage_when_every_arm_ties():
     covered = []
     for trial in range(300):
         wide = pd.DataFrame(rng.normal(0.8, 0.03, size=(5, 5)), columns=["a", "b", "r1", "r2", "r3"])
-        interval, _, _ = best_of_several_gap(wide, ["a", "b"], ["r1", "r2", "r3"], spec, f"c{trial}")
+        interval, _, _ = best_gap(wide, ["a", "b"], ["r1", "r2", "r3"], spec, f"c{trial}")
         covered.append(interval.low <= 0.0 <= interval.high)
     assert np.mean(covered) >= 0.93
 

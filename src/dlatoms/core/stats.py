@@ -146,39 +146,59 @@ def t_bound(values: np.ndarray, quantile: float) -> float:
     return float(values.mean() + scipy_stats.t.ppf(quantile, df=n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
-def best_rival_gap(
-    target: pd.Series, rivals: pd.DataFrame, spec: BootstrapSpec, name: str
-) -> tuple[Interval, dict[str, float]]:
-    """Interval of mean(target) - max over rivals of mean(rival), the best rival re-chosen per resample.
+def _best_shares(means: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Share of resamples (rows of `means`) in which each of `names` (columns) has the highest mean."""
+    best = np.bincount(np.argmax(means, axis=1), minlength=len(names)) / len(means)
+    return {name: float(share) for name, share in zip(names, best, strict=True) if share > 0}
 
-    `target` is indexed by seed, `rivals` has one column per rival arm (same seeds): the seeds are resampled
-    together (paired). Also returns, per rival, the share of resamples in which it was the best.
 
-    A maximum over tied rivals is biased up in every resample, so the resampled interval alone covers ~75%
+def best_gap(
+    wide: pd.DataFrame, chosen: list[str], rivals: list[str], spec: BootstrapSpec, name: str
+) -> tuple[Interval, dict[str, float], dict[str, float]]:
+    """Interval of the best mean of `chosen` minus the best mean of `rivals`, both re-chosen per resample.
+
+    `wide` has one column per arm, indexed by seed: the seeds are resampled together (paired); a seed
+    missing from any of the arms is left out. Also returns, per chosen arm and per rival, the share of
+    resamples in which it was the best of its side.
+
+    A maximum over tied arms is biased up in every resample, so the resampled interval alone covers ~75%
     when five rivals tie (tests/core/test_coverage.py). With method t the interval is therefore widened to
-    contain the simultaneous bound [min_r lower_r, min_r upper_r] of the paired differences to each rival r
-    (t bounds; the upper ones Bonferroni-adjusted over the k rivals), which covers at least the nominal level
-    whichever rival is best; with one clear best rival it adds little.
+    contain a simultaneous t bound that holds whichever arms are truly best: with m chosen arms and k rivals,
+    lower max_c min_r L_cr (Bonferroni over the m chosen arms), upper max_c min_r U_cr (Bonferroni over the
+    m * k pairs), from the paired differences of chosen arm c and rival r; with one clear best it adds little.
     """
-    frame = pd.concat([target.rename("__target__"), rivals], axis=1).dropna()
-    names = list(rivals.columns)
+    frame = wide[[*chosen, *rivals]].dropna()
+    m, k = len(chosen), len(rivals)
 
     def gap(means: np.ndarray) -> np.ndarray:
-        return means[..., 0] - means[..., 1:].max(axis=-1)
+        return means[..., :m].max(axis=-1) - means[..., m:].max(axis=-1)
 
     interval, means = bootstrap_statistic(frame.to_numpy(), gap, spec, name)
     if len(means) == 0:
-        return interval, {}
-    best = np.argmax(means[:, 1:], axis=1)
-    shares = np.bincount(best, minlength=len(names)) / len(best)
+        return interval, {}, {}
     if spec.method == "t" and interval.n_seeds >= 2:
-        alpha, k = 1.0 - spec.confidence, len(names)
-        differences = [(frame["__target__"] - frame[rival]).to_numpy() for rival in names]
-        low = min(t_bound(d, alpha / 2.0) for d in differences)
-        high = min(t_bound(d, 1.0 - alpha / (2.0 * k)) for d in differences)
+        alpha = 1.0 - spec.confidence
+        differences = {(c, r): (frame[c] - frame[r]).to_numpy() for c in chosen for r in rivals}
+        low = max(min(t_bound(differences[c, r], alpha / (2.0 * m)) for r in rivals) for c in chosen)
+        high = max(
+            min(t_bound(differences[c, r], 1.0 - alpha / (2.0 * m * k)) for r in rivals) for c in chosen
+        )
         low, high = min(interval.low, low), max(interval.high, high)
         interval = Interval(interval.estimate, low, high, interval.n_seeds)
-    return interval, {rival: float(share) for rival, share in zip(names, shares, strict=True) if share > 0}
+    return interval, _best_shares(means[:, :m], list(chosen)), _best_shares(means[:, m:], list(rivals))
+
+
+def best_rival_gap(
+    target: pd.Series, rivals: pd.DataFrame, spec: BootstrapSpec, name: str
+) -> tuple[Interval, dict[str, float]]:
+    """`best_gap` of one arm: mean(target) - max over rivals of mean(rival), the rival re-chosen per resample.
+
+    `target` is indexed by seed, `rivals` has one column per rival arm (same seeds). Returns the interval and,
+    per rival, the share of resamples in which it was the best.
+    """
+    wide = pd.concat([target.rename("__target__"), rivals], axis=1)
+    interval, _, shares = best_gap(wide, ["__target__"], list(rivals.columns), spec, name)
+    return interval, shares
 
 
 def paired_values(frame: pd.DataFrame, value: str, first: str, second: str, by: str = "arm") -> pd.Series:

@@ -23,14 +23,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from dlatoms.core.stats import (
-    BootstrapSpec,
-    Interval,
-    best_rival_gap,
-    bootstrap_mean,
-    bootstrap_statistic,
-    t_bound,
-)
+from dlatoms.core.stats import BootstrapSpec, best_gap, bootstrap_mean
 from dlatoms.core.verdicts import (
     BLOCKS,
     CONTRADICTED,
@@ -88,62 +81,9 @@ def _wide(part: pd.DataFrame) -> pd.DataFrame:
     return part.pivot_table(index="seed", columns="arm", values="final_accuracy")[arms]
 
 
-def _shares(means: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    """Share of resamples (rows of `means`) in which each of `names` (columns) has the highest mean."""
-    best = np.bincount(np.argmax(means, axis=1), minlength=len(names)) / len(means)
-    return {name: float(share) for name, share in zip(names, best, strict=True) if share > 0}
-
-
 def _shares_text(shares: Mapping[str, float]) -> str:
     ordered = sorted(shares.items(), key=lambda item: -item[1])
     return ", ".join(f"{arm} {100 * share:.0f}%" for arm, share in ordered)
-
-
-def best_gap(
-    wide: pd.DataFrame, chosen: Sequence[str], rivals: Sequence[str], spec: BootstrapSpec, name: str
-) -> tuple[Interval, dict[str, float], dict[str, float]]:
-    """Interval of max mean over `chosen` minus max mean over `rivals`, both re-chosen in every resample.
-
-    The seeds are resampled together (paired). With one chosen arm this is core.stats.best_rival_gap;
-    with several, `best_of_several_gap`. Returns the interval and, per chosen arm and per rival, the share
-    of resamples in which it was the best.
-    """
-    if len(chosen) == 1:
-        interval, rival_shares = best_rival_gap(wide[chosen[0]], wide[list(rivals)], spec, name)
-        return interval, ({chosen[0]: 1.0} if rival_shares else {}), rival_shares
-    return best_of_several_gap(wide, chosen, rivals, spec, name)
-
-
-def best_of_several_gap(
-    wide: pd.DataFrame, chosen: Sequence[str], rivals: Sequence[str], spec: BootstrapSpec, name: str
-) -> tuple[Interval, dict[str, float], dict[str, float]]:
-    """best_rival_gap generalized to the best of several chosen arms (m of them) against k rivals.
-
-    The resampled interval is widened, as best_rival_gap's, to a simultaneous t bound that holds whichever
-    arms are truly best: lower max_c min_r L_cr with Bonferroni over the m chosen arms (L_c,r* <= D_c,r* for
-    every c gives it), upper max_c min_r U_cr with Bonferroni over the m * k pairs. With m = 1 both are
-    best_rival_gap's bounds.
-    """
-    frame = wide[[*chosen, *rivals]].dropna()
-    m, k = len(chosen), len(rivals)
-
-    def gap(means: np.ndarray) -> np.ndarray:
-        return means[..., :m].max(axis=-1) - means[..., m:].max(axis=-1)
-
-    interval, means = bootstrap_statistic(frame.to_numpy(), gap, spec, name)
-    if len(means) == 0:
-        return interval, {}, {}
-    if spec.method == "t" and interval.n_seeds >= 2:
-        alpha = 1.0 - spec.confidence
-        differences = {(c, r): (frame[c] - frame[r]).to_numpy() for c in chosen for r in rivals}
-        low = max(min(t_bound(differences[c, r], alpha / (2.0 * m)) for r in rivals) for c in chosen)
-        high = max(
-            min(t_bound(differences[c, r], 1.0 - alpha / (2.0 * m * k)) for r in rivals) for c in chosen
-        )
-        interval = Interval(
-            interval.estimate, min(interval.low, low), max(interval.high, high), interval.n_seeds
-        )
-    return interval, _shares(means[:, :m], chosen), _shares(means[:, m:], rivals)
 
 
 RECOMMENDED_MEASURE = (
