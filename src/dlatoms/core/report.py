@@ -207,14 +207,6 @@ def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
     return Claims(rows, confidence, full)
 
 
-def claim_counts(claims: pd.DataFrame) -> Mapping[str, Mapping[str, int]]:
-    """Per kind (finding, check): how many claims reached each verdict."""
-    return {
-        kind: {v: int(n) for v, n in group["verdict"].value_counts().items()}
-        for kind, group in claims.groupby("kind", sort=False)
-    }
-
-
 def settings_table(values: Mapping) -> Table:
     """One row per scalar setting (nested sections are described elsewhere)."""
     rows = [[code(k), str(v)] for k, v in values.items() if not isinstance(v, (dict, list))]

@@ -36,14 +36,13 @@ from dlatoms.mlp.measures import (
     regularization_seed_measures,
 )
 
-QUESTIONS = ("init", "layers", "regularization")
-# The analysis settings each question's per-seed measures depend on (question 1's depend on none of them).
+# Per question of 1-3, the analysis settings its per-seed measures depend on (question 1's: none of them).
 MEASURE_DEPENDS = {
     "init": (),
     "layers": ("convergence_fraction", "early_snapshots", "smoothing_snapshots"),
     "regularization": ("sparsity_threshold",),
 }
-assert {n for names in MEASURE_DEPENDS.values() for n in names} <= set(AnalysisSpec.MEASURE_FIELDS)
+assert {n for names in MEASURE_DEPENDS.values() for n in names} <= set(AnalysisSpec.__dataclass_fields__)
 
 # The open range of each threshold that is a share or fraction: the sensitivity grid (x 1/2, 1, 2) leaves
 # out values outside it (x2 of monotone_share 0.9 is 1.8, no share at all), the configured value stays.
@@ -163,7 +162,7 @@ class ClaimContexts:
     def __call__(self, block: str, overrides: Mapping[str, float], confidence: float) -> Context:
         spec = replace(self.analysis, **overrides) if overrides else self.analysis
         measures, reasons = {}, {}
-        for question in QUESTIONS:
+        for question in MEASURE_DEPENDS:  # every question of 1-3
             seeds = list(self.blocks.get(question, {}).get(block, []))
             if not seeds:
                 measures[question], reasons[question] = None, f"no {block} seeds"

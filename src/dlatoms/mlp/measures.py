@@ -40,9 +40,6 @@ class AnalysisSpec:
     saturation_gap: float = 0.5
     check_tolerance: float = 1e-9
 
-    # The settings the per-seed measures depend on (the others only decide verdicts).
-    MEASURE_FIELDS = ("convergence_fraction", "early_snapshots", "smoothing_snapshots", "sparsity_threshold")
-
     @classmethod
     def from_params(cls, params: dict) -> AnalysisSpec:
         names = cls.__dataclass_fields__
