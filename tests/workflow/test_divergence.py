@@ -32,9 +32,9 @@ from dlatoms.core.config import validate_schema
 from dlatoms.core.figures import FigureSettings, draw_figure
 from dlatoms.core.stats import BootstrapSpec
 from dlatoms.core.verdicts import INCONCLUSIVE
-from dlatoms.mlp.claim_context import QUESTIONS, ClaimTables
+from dlatoms.mlp.claim_context import ClaimTables
 from dlatoms.mlp.claims import arm_summaries, evaluate_claims
-from dlatoms.mlp.config import all_seeds, arm_spec, check_config
+from dlatoms.mlp.config import MLP_QUESTIONS, all_seeds, arm_spec, check_config
 from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
 from dlatoms.mlp.engine import _distinct_units
 from dlatoms.mlp.figures import FIGURES
@@ -53,7 +53,7 @@ SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 SMOKE = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
 SEEDS = SMOKE["init"]["seeds"]  # the discovery block: the seeds the unit tests train
 ALL_SEEDS = all_seeds(SMOKE["init"])  # both blocks: the seeds the workflow trains
-BLOCKS = {question: {"discovery": SEEDS, "replication": []} for question in QUESTIONS}
+BLOCKS = {question: {"discovery": SEEDS, "replication": []} for question in MLP_QUESTIONS}
 STEPS = SMOKE["init"]["training"]["steps"]
 DIVERGING_ARM = {"name": "diverge", "init": {"name": "normal", "std": 10.0}, "training": {"lr": 5.0e17}}
 SMALL_NETWORK_LR = 1.0e18  # diverges the 8-unit networks of questions 2 and 3
@@ -67,7 +67,7 @@ def config_with(question: str, *arms: dict) -> dict:
     discovery seeds only), checked as the Snakefile checks it."""
     config = copy.deepcopy(SMOKE)
     config[question]["arms"] += list(arms)
-    for name in QUESTIONS:
+    for name in MLP_QUESTIONS:
         config[name]["replication_seeds"] = []
     validate_schema(config, SCHEMA)
     check_config(config)
