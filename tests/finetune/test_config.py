@@ -45,6 +45,7 @@ def test_replication_seeds_must_be_held_out(config, tmp_path):
 @pytest.mark.parametrize("pool", [300, 250])
 def test_the_pool_must_exceed_the_largest_size(config, tmp_path, pool):
     """A pool equal to the large size would hand every seed the same images."""
+    config["finetune"]["sizes"][1]["train_per_class"] = 300
     config["finetune"]["pool_per_class"] = pool
     with pytest.raises(ConfigError) as error:
         check(config, tmp_path)

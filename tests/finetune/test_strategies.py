@@ -1,18 +1,22 @@
 """Transfer strategies on tiny data: each runs, lr groups, frozen layers stay frozen, determinism."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
+from dlatoms.finetune.data import training_subset, validation_split
 from dlatoms.finetune.strategies import STRATEGIES, check_strategy, run_strategy
 from dlatoms.finetune.training import (
     FINAL,
     Run,
     Schedule,
+    Selection,
     Split,
     extract_features,
     fit_probe,
@@ -20,6 +24,8 @@ from dlatoms.finetune.training import (
     normalize,
     parameter_groups,
     seeded_model,
+    split_frozen_prefix,
+    train_network,
 )
 from dlatoms.finetune.weights import load_pretrained
 
@@ -213,3 +219,131 @@ def test_same_seed_same_rows_other_seed_other_rows(weights, arm):
 def test_bad_strategy_is_named(spec, message):
     with pytest.raises(ValueError, match=message):
         check_strategy(spec, "s")
+
+
+# --- selection on a validation split, and features computed once per job -----------------------------
+
+
+def pooled_run(weights, seed=0, epochs=4, patience=None, test=None, pool=True, cache=None) -> Run:
+    """A Run as the jobs build it: splits drawn from one pool, a validation split, a shared cache."""
+    pool_split = tiny_split(10, seed=1)
+    labels = pool_split.labels.numpy()
+    chosen = training_subset(labels, 8, seed)
+    train, validation = validation_split(labels[chosen], 0.25, seed)
+    rows = {"train": chosen[train], "train_eval": chosen[train], "validation": chosen[validation]}
+    run = make_run(weights, seed=seed, epochs=epochs)
+    return replace(
+        run,
+        train=pool_split.subset(rows["train"]),
+        train_eval=pool_split.subset(rows["train_eval"]),
+        validation=pool_split.subset(rows["validation"]),
+        test=test if test is not None else run.test,
+        schedule=replace(run.schedule, patience=patience),
+        pool=pool_split if pool else None,
+        rows=rows if pool else {},
+        cache={} if cache is None else cache,
+    )
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(3), 10)
+    train, validation = validation_split(labels, 0.2, seed=0)
+    assert np.bincount(labels[validation]).tolist() == [2, 2, 2]
+    assert not set(train) & set(validation) and len(train) + len(validation) == 30
+    again = validation_split(labels, 0.2, seed=0)[1]
+    other = validation_split(labels, 0.2, seed=1)[1]
+    assert np.array_equal(validation, again) and not np.array_equal(validation, other)
+    assert len(validation_split(np.repeat(np.arange(3), 2), 0.1, seed=0)[1]) == 3  # at least one per class
+    assert len(validation_split(labels, 0.0, seed=0)[1]) == 0
+
+
+@pytest.mark.parametrize("arm", ["scratch", "finetune_all", "finetune_last", "probe_then_finetune"])
+def test_trained_arms_keep_the_epoch_with_the_best_validation_score(weights, arm):
+    rows = run_strategy(pooled_run(weights), SPECS[arm])
+    validation = [r for r in rows if r["split"] == "validation"]
+    assert [r["epoch"] for r in validation] == list(range(5))
+    best = max(validation, key=lambda r: (r["accuracy"], -r["loss"], -r["epoch"]))
+    scored = [r for r in rows if r["split"] != "validation"]
+    assert [(r["split"], r["epoch"]) for r in scored] == [("train", best["epoch"]), ("test", best["epoch"])]
+    assert all(r["epochs_run"] == 4 for r in rows)
+
+
+def test_the_test_split_selects_nothing(weights):
+    """Other test images (labels shuffled) change the test scores only, never what was selected."""
+    shuffled = tiny_split(4, seed=2)
+    shuffled.labels = shuffled.labels[
+        torch.randperm(len(shuffled), generator=torch.Generator().manual_seed(0))
+    ]
+    for arm in ("finetune_all", "probe_cv_validation"):
+        spec = SPECS.get(arm, {"name": "linear_probe", "stage": FINAL, "C": [0.001, 0.1, 10.0]})
+        first = run_strategy(pooled_run(weights), spec)
+        other = run_strategy(pooled_run(weights, test=shuffled), spec)
+        keep = [
+            (r["split"], r["epoch"], r["accuracy"], r.get("probe_c")) for r in first if r["split"] != "test"
+        ]
+        assert keep == [
+            (r["split"], r["epoch"], r["accuracy"], r.get("probe_c")) for r in other if r["split"] != "test"
+        ]
+
+
+def test_patience_stops_a_network_that_does_not_improve(weights):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, CLASSES))
+    groups = [{"params": list(model.parameters()), "lr": 0.0}]  # no step changes anything
+    rows = train_network(model, groups, pooled_run(weights, epochs=10, patience=2))
+    validation = [r for r in rows if r["split"] == "validation"]
+    assert [r["epoch"] for r in validation] == [0, 1, 2]
+    assert rows[-1]["epochs_run"] == 2 and rows[-1]["epoch"] == 0
+    rows = train_network(model, groups, pooled_run(weights, epochs=10, patience=None))
+    assert rows[-1]["epochs_run"] == 10
+
+
+def test_selection_prefers_accuracy_then_loss_then_the_earlier_epoch():
+    model = nn.Linear(1, 1)
+    selection = Selection()
+    offers = [(0, 0.5, 1.0), (1, 0.7, 2.0), (2, 0.7, 1.5), (3, 0.7, 1.5), (4, 0.6, 0.1)]
+    kept = [selection.offer(epoch, accuracy, loss, model) for epoch, accuracy, loss in offers]
+    assert kept == [True, True, True, False, False]
+    assert selection.epoch == 2 and selection.since == 2
+
+
+def test_probe_picks_c_on_the_validation_split():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 20)
+    features = rng.normal(size=(40, 5)) + labels[:, None] * 0.8
+    val_labels = np.repeat([0, 1], 10)
+    val_features = rng.normal(size=(20, 5)) + val_labels[:, None] * 0.8
+    scores = {c: fit_probe(features, labels, c, seed=0).score(val_features, val_labels) for c in (1e-4, 1.0)}
+    expected = min(scores, key=lambda c: (-scores[c][0], scores[c][1], c))
+    chosen = fit_probe(features, labels, [1e-4, 1.0], seed=0, validation=(val_features, val_labels))
+    assert chosen.C == expected
+    # The validation split decides: with its labels flipped, the other C wins.
+    flipped = fit_probe(features, labels, [1e-4, 1.0], seed=0, validation=(val_features, 1 - val_labels))
+    assert flipped.C != expected or scores[1e-4][0] == scores[1.0][0]
+
+
+@pytest.mark.parametrize("arm", ["finetune_last", "probe_final", "probe_early", "probe_then_finetune"])
+def test_features_computed_once_give_what_each_seed_would_compute(weights, arm):
+    """Frozen features and frozen-prefix activations of the pool, reused per seed, change no result."""
+
+    def scores(rows):
+        return [(r["split"], r["epoch"], round(r["accuracy"], 6), round(r["loss"], 4)) for r in rows]
+
+    cache: dict = {}
+    cached = [run_strategy(pooled_run(weights, seed, cache=cache), SPECS[arm]) for seed in (0, 1)]
+    direct = [run_strategy(pooled_run(weights, seed, pool=False), SPECS[arm]) for seed in (0, 1)]
+    assert cache, "the pool's features were not cached"
+    for with_cache, without in zip(cached, direct, strict=True):
+        assert scores(with_cache) == scores(without)
+
+
+def test_the_frozen_prefix_split_reproduces_the_model(weights):
+    model = load_pretrained(MODEL, weights, CLASSES)
+    images = tiny_split(2, seed=0).images
+    trainable = set(last_stages_parameters(model, 1))
+    parameter_groups(model, trainable, 1e-3, 1.0)
+    prefix, tail = split_frozen_prefix(model, "layer4", images)
+    with torch.no_grad():
+        torch.testing.assert_close(tail(prefix(images)), model.eval()(images))
+    assert split_frozen_prefix(model, "conv1", images) is None  # nothing before it to cache
+    unfrozen = load_pretrained(MODEL, weights, CLASSES)
+    assert split_frozen_prefix(unfrozen, "layer4", images) is None  # a trainable prefix cannot be cached

@@ -63,6 +63,19 @@ rule pretrain_source:
         "../../scripts/pretrain_source.py"
 
 
+rule convert_imagenet_weights:
+    output:
+        "results/finetune/pretrained/efficientnet_lite0_imagenet.safetensors",
+    log:
+        "logs/convert_imagenet_weights.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/convert_imagenet_weights.py"
+
+
 # Runs where it was started (`localrule`): on a cluster the head node usually has the network.
 rule fetch_timm_weights:
     output:

