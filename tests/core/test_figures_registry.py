@@ -17,7 +17,7 @@ def test_the_catalog_holds_every_question_s_figures_in_report_order():
     questions = [spec.question for spec in catalog.FIGURES.values()]
     assert set(questions) == set(catalog.QUESTIONS), "every question has figures"
     assert questions == sorted(questions, key=catalog.QUESTIONS.index), "figures in the questions' order"
-    assert len(catalog.FIGURES) == 11
+    assert len(catalog.FIGURES) == 12
 
 
 @pytest.mark.parametrize("name", list(catalog.FIGURES))
@@ -46,7 +46,11 @@ def test_question_4_figures_get_the_recommended_arms_from_the_config():
     config = {"finetune": {"recommended": {"small_similar": "probe_final", "large_dissimilar": ["a", "b"]}}}
     for name, spec in catalog.FIGURES.items():
         expected = {"recommended": {"small_similar": ["probe_final"], "large_dissimilar": ["a", "b"]}}
+        if name == "finetune_lr_curve":  # claim 4e's curve needs the frozen arm instead
+            expected = {"lr_curve": {}}
         assert spec.params(config) == (expected if spec.question == "finetune" else {}), name
+    config["finetune"]["lr_curve"] = {"frozen": "probe_final"}
+    assert catalog.FIGURES["finetune_lr_curve"].params(config) == {"lr_curve": {"frozen": "probe_final"}}
 
 
 def test_an_unknown_figure_names_the_known_ones():

@@ -11,19 +11,25 @@ from dlatoms.core.stats import BootstrapSpec, best_gap, best_rival_gap
 from dlatoms.core.verdicts import CLAIM_COLUMNS
 from dlatoms.finetune.claims import CLAIM_SCENARIOS, evaluate_finetune_claims
 from dlatoms.finetune.jobs import METRIC_COLUMNS, STAGE_PROBE_COLUMNS, typed_frame
-from dlatoms.finetune.measures import scenario_summary
+from dlatoms.finetune.measures import final_accuracies, scenario_summary
 
 BOOTSTRAP = BootstrapSpec(resamples=2000)
+CHEAP = BootstrapSpec(resamples=300)  # where a test repeats the claims many times
 ANALYSIS = {"accuracy_margin": 0.02, "sensitivity_factors": [0.5, 1.0, 2.0], "adjust": "none"}
 SEEDS = range(8)
 BLOCKS = {"discovery": [0, 1, 2, 3], "replication": [4, 5, 6, 7]}
-ARMS = {  # arm: (strategy, lr, backbone_lr)
-    "scratch": ("scratch", 3e-3, 3e-3),
-    "probe_final": ("linear_probe", np.nan, np.nan),
-    "probe_early": ("linear_probe", np.nan, np.nan),
-    "finetune_all": ("finetune_all", 3e-3, 3e-4),
-    "finetune_all_scratch_lr": ("finetune_all", 3e-3, 3e-3),
+NAN = np.nan
+ARMS = {  # arm: (strategy, lr, backbone_lr, backbone_lr_factor), as the default config's arms
+    "scratch": ("scratch", 3e-3, 3e-3, NAN),
+    "probe_final": ("linear_probe", NAN, NAN, 0.0),
+    "probe_early": ("linear_probe", NAN, NAN, 0.0),
+    "finetune_all_x1": ("finetune_all", 3e-3, 3e-3, 1.0),
+    "finetune_all_x0.3": ("finetune_all", 3e-3, 9e-4, 0.3),
+    "finetune_all": ("finetune_all", 3e-3, 3e-4, 0.1),
+    "finetune_all_x0.03": ("finetune_all", 3e-3, 9e-5, 0.03),
 }
+CURVE = {"finetune_all_x1": 1.0, "finetune_all_x0.3": 0.3, "finetune_all": 0.1, "finetune_all_x0.03": 0.03}
+LR_CURVE = {"frozen": "probe_final"}
 RECOMMENDED = {
     "small_similar": ["probe_final"],
     "large_similar": ["finetune_all"],
@@ -34,11 +40,14 @@ SCENARIOS = [("similar", "small"), ("similar", "large"), ("dissimilar", "small")
 WIGGLE = [0.0, 0.004, -0.003, -0.001, 0.002, -0.002, 0.003, -0.003]  # per-seed noise, mean 0 in each block
 
 
-def metrics_table(accuracy, seeds=SEEDS, arms=ARMS) -> pd.DataFrame:
-    """A metrics table whose final test accuracy is accuracy(similarity, size, arm, seed)."""
+def metrics_table(accuracy, seeds=SEEDS, arms=ARMS, scenarios=SCENARIOS) -> pd.DataFrame:
+    """A metrics table whose final test accuracy is accuracy(similarity, size, arm, seed).
+
+    Columns of METRIC_COLUMNS the rows do not set get a neutral value (the table's schema may grow).
+    """
     rows = []
-    for (similarity, size), (arm, (strategy, lr, backbone_lr)), seed in itertools.product(
-        SCENARIOS, arms.items(), seeds
+    for (similarity, size), (arm, (strategy, lr, backbone_lr, factor)), seed in itertools.product(
+        scenarios, arms.items(), seeds
     ):
         epochs = [0] if strategy == "linear_probe" else [0, 1, 2]
         for epoch, split in itertools.product(epochs, ["train", "test"]):
@@ -58,22 +67,40 @@ def metrics_table(accuracy, seeds=SEEDS, arms=ARMS) -> pd.DataFrame:
                     "loss": 1.0,
                     "lr": lr,
                     "backbone_lr": backbone_lr,
+                    "backbone_lr_factor": factor,
                     "train_time_s": 1.0,
                     "model": "test_resnet",
                     "weights": "source",
                 }
             )
+    neutral = {"int64": 0, "str": ""}
+    for row in rows:
+        for column, dtype in METRIC_COLUMNS.items():
+            if column not in row and dtype in neutral:
+                row[column] = neutral[dtype]
     return typed_frame(rows, METRIC_COLUMNS)
 
 
-def claims_of(table, blocks=BLOCKS, analysis=ANALYSIS, bootstrap=BOOTSTRAP) -> pd.DataFrame:
-    return evaluate_finetune_claims(table, RECOMMENDED, blocks, analysis, bootstrap).set_index("claim_id")
+def claims_of(
+    table, blocks=BLOCKS, analysis=ANALYSIS, bootstrap=BOOTSTRAP, lr_curve=LR_CURVE
+) -> pd.DataFrame:
+    return evaluate_finetune_claims(table, RECOMMENDED, blocks, analysis, bootstrap, lr_curve).set_index(
+        "claim_id"
+    )
+
+
+CURVE_LEVELS = {
+    "finetune_all": 0.8,
+    "finetune_all_x0.3": 0.78,
+    "finetune_all_x0.03": 0.77,
+    "finetune_all_x1": 0.7,
+}
 
 
 def as_recommended(similarity, size, arm, seed):
-    """The recommended arm best everywhere; the smaller fine-tuning lr better than the scratch lr."""
+    """The recommended arm best everywhere; every factor below 1 better than factor 1."""
     best = RECOMMENDED[f"{size}_{similarity}"][0]
-    base = {"finetune_all": 0.8, "finetune_all_scratch_lr": 0.7}.get(arm, 0.6)
+    base = CURVE_LEVELS.get(arm, 0.6)
     return (0.9 if arm == best else base) + 0.01 * seed
 
 
@@ -92,7 +119,9 @@ def with_gap(gaps):
 
 
 def test_claims_table_has_the_shared_columns_and_every_claim():
-    claims = evaluate_finetune_claims(metrics_table(as_recommended), RECOMMENDED, BLOCKS, ANALYSIS, BOOTSTRAP)
+    claims = evaluate_finetune_claims(
+        metrics_table(as_recommended), RECOMMENDED, BLOCKS, ANALYSIS, BOOTSTRAP, LR_CURVE
+    )
     assert list(claims.columns) == CLAIM_COLUMNS
     assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e", "4e+"]
     assert (claims["kind"] == "finding").all()
@@ -154,17 +183,17 @@ def test_4a_inconclusive_when_the_interval_straddles_the_margin():
     assert claims.loc["4a", "verdict"] == "inconclusive"
 
 
-def test_a_former_control_arm_is_a_rival():
-    """finetune_all_scratch_lr (once a 'control' of 4e) beats the recommendation of 4b: 4b is contradicted."""
+def test_the_arms_of_the_lr_curve_are_rivals():
+    """finetune_all_x1 (a point of 4e's curve) beats the recommendation of 4b: 4b is contradicted."""
 
-    def scratch_lr_wins(similarity, size, arm, seed):
-        if (similarity, size) == ("similar", "large") and arm == "finetune_all_scratch_lr":
+    def full_lr_wins(similarity, size, arm, seed):
+        if (similarity, size) == ("similar", "large") and arm == "finetune_all_x1":
             return 0.99 + WIGGLE[seed]
         return as_recommended(similarity, size, arm, seed)
 
-    claims = claims_of(metrics_table(scratch_lr_wins))
+    claims = claims_of(metrics_table(full_lr_wins))
     assert claims.loc["4b", "verdict"] == "contradicted"
-    assert "Highest mean: finetune_all_scratch_lr" in claims.loc["4b", "detail"]
+    assert "Highest mean: finetune_all_x1" in claims.loc["4b", "detail"]
 
 
 @pytest.mark.parametrize("claim_id", list(CLAIM_SCENARIOS))
@@ -177,7 +206,7 @@ def test_each_claim_reads_its_own_scenario(claim_id):
             return 0.95 + WIGGLE[seed] if arm == "probe_then_finetune" else 0.5 + WIGGLE[seed]
         return as_recommended(sim, siz, arm, seed)
 
-    arms = {**ARMS, "probe_then_finetune": ("probe_then_finetune", 3e-3, 3e-4)}
+    arms = {**ARMS, "probe_then_finetune": ("probe_then_finetune", 3e-3, 3e-4, 0.1)}
     claims = claims_of(metrics_table(one_loses, arms=arms))
     verdicts = claims.loc[list(CLAIM_SCENARIOS), "verdict"]
     assert verdicts[claim_id] == "contradicted"
@@ -194,7 +223,8 @@ def test_the_best_rival_is_chosen_again_in_every_resample(method):
     """
     rng = np.random.default_rng(3)
     seeds = range(12)
-    noise = {(arm, s): rng.normal(0, 0.02) for arm in ARMS for s in seeds}
+    order = ["scratch", "probe_final", "probe_early", "finetune_all", *ARMS]  # the draws of the 5-arm table
+    noise = {(arm, s): rng.normal(0, 0.02) for arm in dict.fromkeys(order) for s in seeds}
 
     def two_rivals(similarity, size, arm, seed):
         level = {"probe_final": 0.80, "scratch": 0.80, "finetune_all": 0.801}.get(arm, 0.5)
@@ -258,33 +288,49 @@ def test_the_best_of_several_recommended_arms_is_chosen_again_in_every_resample(
 # ------------------------------------------------------------------------------------ 4e and 4e+
 
 
-def lr_gaps(gap):
-    """finetune_all (smaller lr) minus finetune_all_scratch_lr = gap(scenario, seed); the rest as usual."""
+def lr_gaps(gap, frozen=None):
+    """The lr-factor curve: factor 1 at 0.7, factor 0.1 at 0.7 + gap(scenario, seed), 0.3 and 0.03 0.01
+    and 0.02 below factor 0.1; the frozen probe_final at frozen(scenario, seed) when given."""
 
     def accuracy(similarity, size, arm, seed):
-        if arm == "finetune_all":
-            return 0.7 + gap((similarity, size), seed)
-        if arm == "finetune_all_scratch_lr":
+        scenario = (similarity, size)
+        below = {"finetune_all": 0.0, "finetune_all_x0.3": 0.01, "finetune_all_x0.03": 0.02}
+        if arm in below:
+            return 0.7 + gap(scenario, seed) - below[arm]
+        if arm == "finetune_all_x1":
             return 0.7
+        if arm == "probe_final" and frozen is not None:
+            return frozen(scenario, seed)
         return as_recommended(similarity, size, arm, seed)
 
     return accuracy
 
 
-def test_4e_and_4e_plus_supported_when_the_smaller_lr_wins_everywhere():
+def test_4e_and_4e_plus_supported_when_a_smaller_factor_wins_everywhere():
     claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed])))
     assert claims.loc[["4e", "4e+"], "verdict"].eq("supported").all()
+    assert claims.loc[["4e", "4e+"], "replication_verdict"].eq("supported").all()
     assert claims.loc["4e", "statistic"] == pytest.approx(0.1 + np.mean(WIGGLE[:4]))
     detail = claims.loc["4e", "detail"]
-    assert "Ahead: the smaller lr, by more than the margin: small_similar, large_similar" in detail
-    assert "from-scratch lr," not in detail.split("Ahead:")[1]
+    assert "Ahead: a factor below 1, by more than the margin: small_similar, large_similar" in detail
+    assert "factor 1," not in detail.split("Ahead:")[1].split("Mean final")[0]
+    # the mean at every factor, largest first, the frozen point last (probe_final: 0.6 + 0.01 * seed)
+    assert (
+        "large_similar: best 0.1; 1: 0.700, 0.3: 0.790, 0.1: 0.800, 0.03: 0.780, 0 (frozen): 0.615" in detail
+    )
+    assert "factor 0: probe_final, the frozen backbone, shown but not tested" in detail
+    assert "best factor below 1 per resample: 0.1 100%" in detail
+    assert set(claims.loc["4e", "measure"].split()) >= {"finetune.lr_curve.frozen", "factor"}
 
 
-def test_4e_and_4e_plus_contradicted_when_the_scratch_lr_wins_everywhere():
+def test_4e_and_4e_plus_contradicted_when_factor_1_wins_everywhere():
     claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: -0.1 + WIGGLE[seed])))
     assert claims.loc[["4e", "4e+"], "verdict"].eq("contradicted").all()
-    assert "Ahead: the from-scratch lr, by more than the margin" in claims.loc["4e", "detail"]
-    assert "smaller lr," not in claims.loc["4e", "detail"].split("Ahead:")[1]
+    assert claims.loc["4e", "statistic"] == pytest.approx(-0.1 + np.mean(WIGGLE[:4]))
+    ahead = claims.loc["4e", "detail"].split("Ahead:")[1].split("Mean final")[0]
+    assert "factor 1, by more than the margin" in ahead
+    assert "a factor below 1," not in ahead
+    assert "large_dissimilar: best 1; 1: 0.700" in claims.loc["4e+", "detail"]
 
 
 def test_a_big_win_in_one_scenario_supports_only_the_weak_reading():
@@ -292,15 +338,13 @@ def test_a_big_win_in_one_scenario_supports_only_the_weak_reading():
         return (0.4 if scenario == ("similar", "small") else -0.05) + WIGGLE[seed]
 
     claims = claims_of(metrics_table(lr_gaps(mixed)))
+    # the pooled curve: factor 0.1 is best on average, (0.4 - 3 * 0.05) / 4 above factor 1
     assert claims.loc["4e", "statistic"] == pytest.approx((0.4 - 3 * 0.05) / 4 + np.mean(WIGGLE[:4]))
     assert claims.loc["4e", "verdict"] == "supported"
     assert claims.loc["4e+", "verdict"] == "contradicted"
     detail = claims.loc["4e+", "detail"]
-    assert "the smaller lr, by more than the margin: small_similar" in detail
-    assert (
-        "the from-scratch lr, by more than the margin: large_similar, small_dissimilar, large_dissimilar"
-        in detail
-    )
+    assert "a factor below 1, by more than the margin: small_similar" in detail
+    assert "factor 1, by more than the margin: large_similar, small_dissimilar, large_dissimilar" in detail
     assert claims.loc["4e+", "ci_high"] < 0.02  # the headline is a scenario that contradicts
 
 
@@ -309,7 +353,7 @@ def test_4e_and_4e_plus_inconclusive_when_the_intervals_reach_the_margin():
 
     claims = claims_of(metrics_table(lr_gaps(lambda scenario, seed: noisy[seed])))
     assert claims.loc["4e", "ci_low"] < 0.02 < claims.loc["4e", "ci_high"]
-    assert claims.loc["4e", "verdict"] == "inconclusive"
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("inconclusive").all()
 
     def one_unclear(scenario, seed):
         return noisy[seed] if scenario == ("dissimilar", "small") else 0.1 + WIGGLE[seed]
@@ -320,24 +364,122 @@ def test_4e_and_4e_plus_inconclusive_when_the_intervals_reach_the_margin():
     assert claims.loc["4e+", "detail"].startswith("Deciding scenario: small_dissimilar")
 
 
-def test_two_arms_that_differ_in_name_only_never_support_4e():
-    """Same strategy, same learning rates: 4e is not measured; same runs under other lrs: never supported."""
-    twins = {**ARMS, "finetune_all_scratch_lr": ("finetune_all", 3e-3, 3e-4)}
+def test_the_best_factor_is_chosen_again_per_scenario_and_per_resample():
+    """The peak moves: 0.3 in the similar, 0.03 in the dissimilar scenarios; each counts where it is best."""
+
+    def peak(similarity, size, arm, seed):
+        best = "finetune_all_x0.3" if similarity == "similar" else "finetune_all_x0.03"
+        return {best: 0.85, "finetune_all_x1": 0.7}.get(arm, 0.75) + WIGGLE[seed] * (arm == best)
+
+    claims = claims_of(metrics_table(peak))
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("supported").all()
+    detail = claims.loc["4e+", "detail"]
+    assert "small_similar: best 0.3; 1: 0.700, 0.3: 0.850, 0.1: 0.750, 0.03: 0.750" in detail
+    assert "large_dissimilar: best 0.03; 1: 0.700, 0.3: 0.750, 0.1: 0.750, 0.03: 0.850" in detail
+    assert claims.loc["4e+", "statistic"] == pytest.approx(0.15 + np.mean(WIGGLE[:4]))
+    # on the scenario average, 0.3 and 0.03 are each best in half the scenarios: a tie the resamples split
+    shares = claims.loc["4e", "detail"].split("best factor below 1 per resample: ")[1].split(". ")[0]
+    assert "0.3" in shares and "0.03" in shares
+
+
+def test_the_frozen_point_never_changes_the_verdict():
+    """A frozen backbone far above or below every factor, or absent: the same 4e/4e+ numbers."""
+    gap = lambda scenario, seed: 0.1 + WIGGLE[seed]  # noqa: E731
+    base = claims_of(metrics_table(lr_gaps(gap)), lr_curve=None, bootstrap=CHEAP)
+    assert "no frozen (factor 0) arm configured or run" in base.loc["4e", "detail"]
+    assert "0 (frozen)" not in base.loc["4e", "detail"]
+    numbers = ["statistic", "ci_low", "ci_high", "verdict", "replication_verdict", "robust_share"]
+    for level in (0.99, 0.1):
+        frozen = lambda scenario, seed, level=level: level + WIGGLE[seed]  # noqa: E731
+        table = metrics_table(lr_gaps(gap, frozen))
+        for lr_curve in (LR_CURVE, {}, {"frozen": None}, {"frozen": "no_such_arm"}):
+            claims = claims_of(table, lr_curve=lr_curve, bootstrap=CHEAP)
+            pd.testing.assert_frame_equal(
+                claims.loc[["4e", "4e+"], numbers], base.loc[["4e", "4e+"], numbers]
+            )
+        shown = claims_of(table, bootstrap=CHEAP).loc["4e", "detail"]
+        assert f"0 (frozen): {level:.3f}" in shown
+    assert "best 0.1;" in shown  # the best factor is one of the fine-tuned ones, not the frozen point
+
+
+def test_4e_needs_an_arm_at_factor_1():
+    table = metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed]))
+    claims = claims_of(table[table["arm"] != "finetune_all_x1"])
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("not_measured").all()
+    assert claims.loc[["4e", "4e+"], "replication_verdict"].eq("not_measured").all()
+    detail = claims.loc["4e", "detail"]
+    assert "no finetune_all arm with the pretrained layers at backbone lr factor 1" in detail
+    assert "factors run: 0.3, 0.1, 0.03" in detail
+    assert claims.loc["4b", "verdict"] == "supported"  # the other claims are unaffected
+
+
+def test_4e_needs_an_arm_between_0_and_1():
+    table = metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed]))
+    only_full = table[~table["arm"].isin(["finetune_all_x0.3", "finetune_all", "finetune_all_x0.03"])]
+    claims = claims_of(only_full)
+    assert claims.loc[["4e", "4e+"], "verdict"].eq("not_measured").all()
+    assert "at a backbone lr factor between 0 and 1" in claims.loc["4e", "detail"]
+    no_tuning = table[~table["strategy"].eq("finetune_all")]
+    assert "no finetune_all arm in this run" in claims_of(no_tuning).loc["4e+", "detail"]
+
+
+def test_a_scenario_without_the_curve_is_left_out_of_the_average_only():
+    table = metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed]))
+    lacking = (
+        (table["arm"] == "finetune_all_x1")
+        & (table["similarity"] == "dissimilar")
+        & (table["size"] == "small")
+    )
+    claims = claims_of(table[~lacking])
+    assert claims.loc["4e", "verdict"] == "supported"
+    assert "Average over 3 scenarios" in claims.loc["4e", "detail"]
+    assert "Not measured (no arm at factor 1 or none below): small_dissimilar" in claims.loc["4e", "detail"]
+    assert claims.loc["4e+", "verdict"] == "not_measured"
+    assert "missing in small_dissimilar" in claims.loc["4e+", "detail"]
+
+
+def test_factors_of_tables_without_the_column_are_derived():
+    """Tables written before backbone_lr_factor: backbone_lr / lr, 0 for a probe, NaN for scratch."""
+    table = metrics_table(lr_gaps(lambda scenario, seed: 0.1 + WIGGLE[seed]))
+    old = table.drop(columns=["backbone_lr_factor"], errors="ignore")
+    final = final_accuracies(old, BLOCKS["discovery"])
+    factors = final.groupby("arm")["backbone_lr_factor"].first()
+    assert factors[list(CURVE)].to_numpy() == pytest.approx(list(CURVE.values()))
+    assert factors[["probe_final", "probe_early"]].eq(0.0).all() and np.isnan(factors["scratch"])
+    pd.testing.assert_frame_equal(claims_of(old), claims_of(table))
+    if "backbone_lr_factor" in table:  # the column, where the table has it, is carried through
+        assert final_accuracies(table)["backbone_lr_factor"].notna().sum() > 0
+
+
+def test_arms_that_differ_in_name_only_never_support_4e():
+    """Two arms at one factor, none at 1: not measured; all factors of one distribution: never supported."""
+    twins = {
+        arm: spec for arm, spec in ARMS.items() if arm not in ("finetune_all_x1", "finetune_all_x0.3")
+    } | {"finetune_all_twin": ("finetune_all", 3e-3, 3e-4, 0.1)}
     claims = claims_of(metrics_table(as_recommended, arms=twins))
     assert claims.loc[["4e", "4e+"], "verdict"].eq("not_measured").all()
-    for trial in range(20):  # the two arms' accuracies are draws of one distribution
+    for trial in range(20):  # every factor's accuracies are draws of one distribution
         rng = np.random.default_rng(trial)
-        noise = rng.normal(0, 0.03, size=(len(SCENARIOS), len(SEEDS), 2))
+        noise = rng.normal(0, 0.03, size=(len(SCENARIOS), len(SEEDS), len(CURVE)))
 
         def null(similarity, size, arm, seed, noise=noise):
-            if arm in ("finetune_all", "finetune_all_scratch_lr"):
-                return 0.7 + noise[SCENARIOS.index((similarity, size)), seed, int(arm == "finetune_all")]
+            if arm in CURVE:
+                return 0.7 + noise[SCENARIOS.index((similarity, size)), seed, list(CURVE).index(arm)]
             return as_recommended(similarity, size, arm, seed)
 
-        claims = claims_of(metrics_table(null))
+        claims = claims_of(metrics_table(null), bootstrap=CHEAP)
         assert not claims.loc[["4e", "4e+"], ["verdict", "replication_verdict"]].eq("supported").any().any()
-    same = claims_of(metrics_table(lr_gaps(lambda scenario, seed: 0.0)))
-    assert same.loc[["4e", "4e+"], "verdict"].eq("contradicted").all()  # no difference: below the margin
+    flat = claims_of(metrics_table(lr_gaps(lambda scenario, seed: 0.0)))
+    assert flat.loc[["4e", "4e+"], "verdict"].eq("contradicted").all()  # no difference: below the margin
+
+
+def test_4e_rule_is_stated_with_its_reasons():
+    claims = claims_of(metrics_table(as_recommended))
+    for claim_id in ("4e", "4e+"):
+        rule = claims.loc[claim_id, "rule"]
+        assert "chosen again in every resample" in rule
+        assert "factor 0 (frozen) does not enter the decision" in rule
+        assert "smaller learning-rate factor than 1 (the head's lr)" in claims.loc[claim_id, "statement"]
 
 
 # ------------------------------------------------------------------------------------ blocks, sensitivity
@@ -378,7 +520,7 @@ def test_holm_adjustment_runs_and_widens():
 
 def test_missing_arms_are_not_measured():
     table = metrics_table(as_recommended)
-    table = table[~table["arm"].isin(["probe_final", "finetune_all_scratch_lr"])]
+    table = table[~table["arm"].isin(["probe_final", "finetune_all_x1"])]
     claims = claims_of(table)
     assert claims.loc["4a", "verdict"] == "not_measured"
     assert claims.loc["4e", "verdict"] == "not_measured"
@@ -432,8 +574,41 @@ def test_figures_draw():
     settings = FigureSettings(band_resamples=50)
     apply_style(settings)
     tables = {"metrics": metrics_table(as_recommended), "stage_probes": stage_probe_table()}
-    assert FINETUNE_FIGURES
+    config = {"finetune": {"recommended": RECOMMENDED, "lr_curve": LR_CURVE}}
+    assert FINETUNE_FIGURES and "finetune_lr_curve" in FINETUNE_FIGURES
     for name, figure in FINETUNE_FIGURES.items():
-        fig = figure.draw(tables, settings, RECOMMENDED)
+        fig = figure.draw(tables, settings, **figure.params(config))
         assert fig.axes, name
         plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "arms, lr_curve",
+    [
+        (ARMS, LR_CURVE),
+        (ARMS, None),  # no lr_curve: the default frozen arm, probe_final
+        (ARMS, {"frozen": None}),  # no factor-0 point
+        ({arm: spec for arm, spec in ARMS.items() if arm in ("scratch", "finetune_all")}, LR_CURVE),  # smoke
+        ({arm: spec for arm, spec in ARMS.items() if not arm.startswith("finetune")}, LR_CURVE),  # no curve
+    ],
+)
+def test_lr_curve_figure_places_factor_0_left_of_the_smallest_factor(arms, lr_curve):
+    import matplotlib.pyplot as plt
+
+    from dlatoms.finetune.figures import finetune_lr_curve
+
+    settings = FigureSettings(band_resamples=50)
+    apply_style(settings)
+    fig = finetune_lr_curve({"metrics": metrics_table(as_recommended, arms=arms)}, settings, lr_curve)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == len(SCENARIOS)
+    labels = [tick.get_text() for tick in axes[0].get_xticklabels()]
+    factors = sorted({spec[3] for arm, spec in arms.items() if spec[0] == "finetune_all"})
+    frozen = "probe_final" if lr_curve is None else lr_curve.get("frozen")
+    expected = (["0\n(frozen)"] if frozen in arms and factors else []) + [f"{f:g}" for f in factors]
+    if frozen in arms and not factors:
+        expected = ["0\n(frozen)"]
+    assert labels == expected
+    ticks = list(axes[0].get_xticks())
+    assert ticks == sorted(ticks)
+    plt.close(fig)

@@ -48,6 +48,7 @@ FINETUNE_DOWNSTREAM = {
     "plot_figure/finetune_accuracy",
     "plot_figure/finetune_curves",
     "plot_figure/finetune_stage_probes",
+    "plot_figure/finetune_lr_curve",
     "render_report",
     "all",
 }
@@ -63,6 +64,7 @@ STYLE_RULES = {
     "plot_figure/finetune_accuracy",
     "plot_figure/finetune_curves",
     "plot_figure/finetune_stage_probes",
+    "plot_figure/finetune_lr_curve",
     "render_report",
     "all",
 }

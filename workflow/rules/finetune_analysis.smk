@@ -20,9 +20,11 @@ FINETUNE_RECOMMENDED = finetune_cfg.recommended(config)
 rule compute_finetune_claims:
     input:
         metrics="results/tables/finetune_metrics.parquet",
+        stage_probes="results/tables/finetune_stage_probes.parquet",
     output:
         claims="results/tables/finetune_claims.parquet",
         summary="results/tables/finetune_summary.parquet",
+        similarity="results/tables/finetune_similarity.parquet",
     log:
         "logs/compute_finetune_claims.log",
     localrule: True
@@ -34,5 +36,6 @@ rule compute_finetune_claims:
         recommended=FINETUNE_RECOMMENDED,
         blocks=seed_blocks(config["finetune"]),
         analysis=FINETUNE_ANALYSIS,
+        lr_curve=dict(config["finetune"].get("lr_curve") or {}),
     script:
         "../../scripts/compute_finetune_claims.py"

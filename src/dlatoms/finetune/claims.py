@@ -9,9 +9,16 @@ before the results), which is also the threshold the sensitivity grid varies.
   the best rival, where *every* other arm that ran is a rival. When several arms are recommended, the best
   of them is chosen again inside every bootstrap resample, exactly as the best rival is (choosing either by
   the observed means and then resampling would hide the uncertainty of that choice).
-- 4e / 4e+, "fine-tuning wants a smaller learning rate than training from scratch": finetune_all with the
-  pretrained layers at a smaller lr minus at the from-scratch lr, by more than the margin; weak reading
-  (4e) on the average over scenarios, strong reading (4e+) in every scenario.
+- 4e / 4e+, "fine-tuning wants a smaller learning rate than training from scratch", as a curve over the
+  backbone lr factor f (the pretrained layers' lr over the head's): every finetune_all arm is a point at
+  its f, and the arm finetune.lr_curve.frozen stands for f = 0. The rule, fixed before any results: per
+  scenario and seed the final test accuracy at each f; D = the best of the factors strictly between 0 and
+  1 minus factor 1, the best chosen again in every bootstrap resample (core.stats.best_gap; choosing it by
+  the observed means would pass the luck of the pick for an effect). 4e (weak reading): D on the per-seed
+  accuracies averaged over the scenarios exceeds the margin; 4e+ (strong reading): D exceeds it in every
+  scenario (each its own `exceeds` test, combined; the headline is the deciding scenario). The frozen point
+  is shown in the detail and the figure but not tested: the advice is about the lr of layers that are
+  being fine-tuned. Without an arm at f = 1 or one strictly between 0 and 1 the claims are not measured.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from dlatoms.core.stats import BootstrapSpec, best_gap, bootstrap_mean
+from dlatoms.core.stats import BootstrapSpec, Interval, best_gap
 from dlatoms.core.verdicts import (
     BLOCKS,
     CONTRADICTED,
@@ -40,7 +47,7 @@ from dlatoms.core.verdicts import (
     non_inferior,
     tests_text,
 )
-from dlatoms.finetune.measures import SCENARIO_KEYS, final_accuracies, scenario_name
+from dlatoms.finetune.measures import FACTOR, SCENARIO_KEYS, final_accuracies, scenario_name
 
 MARGIN = "accuracy_margin"  # the analysis setting every claim of question 4 is decided against
 THRESHOLDS = (MARGIN,)
@@ -69,6 +76,7 @@ class Context:
     margin: float
     bootstrap: BootstrapSpec
     block: str = DISCOVERY
+    frozen: str | None = None  # claim 4e's factor-0 arm (finetune.lr_curve.frozen): shown, not tested
 
     def require_seeds(self) -> None:
         if self.final.empty:
@@ -160,117 +168,172 @@ def recommended_claim(claim_id: str) -> Claim[Context]:
     )
 
 
+FROZEN_LABEL = "0 (frozen)"
+
+
 @dataclass(frozen=True)
-class LrComparison:
-    """Claim 4e's measure: per scenario, the per-seed difference smaller lr minus from-scratch lr."""
+class LrCurve:
+    """Claim 4e's measure: per scenario, seeds x arms of final test accuracy along the backbone lr factor.
 
-    small_arm: str
-    small_lr: float
-    same_arm: str
-    scratch_lr: float
-    differences: dict[str, pd.Series]  # scenario name -> per-seed difference
-    unmeasured: list[str]  # scenarios of the table that lack one of the two arms
+    The curve is every finetune_all arm (x = its backbone_lr_factor, the pretrained layers' lr over the
+    head's) and, when configured and run, the frozen arm (x = 0), shown but not tested.
+    """
+
+    factors: dict[str, float]  # finetune_all arm -> its factor, largest first
+    frozen: str | None  # the arm at factor 0 (finetune.lr_curve.frozen), when it ran
+    wides: dict[str, pd.DataFrame]  # measured scenario -> seeds x (curve arms that ran, frozen last)
+    unmeasured: list[str]  # scenarios of the table without the factor-1 arm or without a smaller one
+
+    @property
+    def full(self) -> list[str]:
+        """The arms at factor 1 (the pretrained layers at the head's lr): the rivals."""
+        return [arm for arm, factor in self.factors.items() if np.isclose(factor, 1.0)]
+
+    @property
+    def smaller(self) -> list[str]:
+        """The arms strictly between 0 and 1: the best of them is the chosen side."""
+        return [arm for arm, f in self.factors.items() if 0.0 < f < 1.0 and not np.isclose(f, 1.0)]
+
+    def label(self, arm: str) -> str:
+        """An arm as a point of the curve: its factor (with its name when two arms share one)."""
+        if arm == self.frozen:
+            return FROZEN_LABEL
+        factor = self.factors[arm]
+        shared = sum(np.isclose(factor, other) for other in self.factors.values()) > 1
+        return f"{factor:g} ({arm})" if shared else f"{factor:g}"
+
+    def gap(self, wide: pd.DataFrame, context: Context, name: str) -> tuple[Interval, dict[str, float]]:
+        """D: the best of the factors in (0, 1) minus factor 1, re-chosen per resample; shares by factor."""
+        chosen = [arm for arm in self.smaller if arm in wide]
+        rivals = [arm for arm in self.full if arm in wide]
+        interval, shares, _ = best_gap(wide, chosen, rivals, context.bootstrap, name)
+        return interval, {self.label(arm): share for arm, share in shares.items()}
 
 
-def _lr_comparison(context: Context) -> LrComparison:
-    """4e's two finetune_all arms (pretrained layers at the from-scratch lr, and the largest lr below it)."""
+def _lr_curve(context: Context) -> LrCurve:
+    """The finetune_all arms by factor, and each scenario's seeds x arms (factor 1 and a smaller one)."""
     context.require_seeds()
     final = context.final
     tuned = final[final["strategy"] == "finetune_all"]
-    scratch = final[final["strategy"] == "scratch"]
     if tuned.empty:
-        raise Missing("no finetune_all arm in this run")
-    scratch_lr = float(scratch["lr"].iloc[0]) if not scratch.empty else float(tuned["lr"].max())
-    arms = tuned.groupby("arm", sort=False)["backbone_lr"].first()
-    same = arms[np.isclose(arms, scratch_lr)]
-    smaller = arms[arms < scratch_lr * (1 - 1e-9)]
-    if same.empty or smaller.empty:
+        raise Missing("no finetune_all arm in this run; the lr-factor curve needs one at factor 1 and below")
+    factors = tuned.groupby("arm", sort=False)[FACTOR].first().dropna().sort_values(ascending=False)
+    curve = LrCurve({str(arm): float(f) for arm, f in factors.items()}, None, {}, [])
+    if not curve.full:
         raise Missing(
-            "needs finetune_all arms with the pretrained layers at the from-scratch lr and below it"
+            "no finetune_all arm with the pretrained layers at backbone lr factor 1 (the head's lr); "
+            f"factors run: {', '.join(f'{f:g}' for f in factors) or 'none'}"
         )
-    same_arm, small_arm = str(same.index[0]), str(smaller.idxmax())
-    differences, unmeasured = {}, []
+    if not curve.smaller:
+        raise Missing(
+            "no finetune_all arm with the pretrained layers at a backbone lr factor between 0 and 1"
+        )
+    ran = set(final["arm"])
+    frozen = context.frozen if context.frozen in ran and context.frozen not in curve.factors else None
+    wides, unmeasured = {}, []
     for (similarity, size), part in final.groupby(SCENARIO_KEYS, sort=False):
         name = scenario_name(similarity, size)
-        if {same_arm, small_arm} <= set(part["arm"]):
-            wide = _wide(part)
-            differences[name] = (wide[small_arm] - wide[same_arm]).dropna()
+        wide = _wide(part)
+        if any(arm in wide for arm in curve.full) and any(arm in wide for arm in curve.smaller):
+            arms = [arm for arm in [*curve.factors, frozen] if arm is not None and arm in wide]
+            wides[name] = wide[arms]
         else:
             unmeasured.append(name)
-    return LrComparison(small_arm, float(smaller[small_arm]), same_arm, scratch_lr, differences, unmeasured)
+    return LrCurve(curve.factors, frozen, wides, unmeasured)
 
 
-def _scenario_tests(comparison: LrComparison, context: Context) -> list[Test]:
-    return [
-        exceeds(
-            name,
-            bootstrap_mean(difference.to_numpy(), context.bootstrap, f"4e/{context.block}/{name}"),
-            context.margin,
-        )
-        for name, difference in comparison.differences.items()
-    ]
+def _scenario_tests(curve: LrCurve, context: Context) -> tuple[list[Test], dict[str, dict[str, float]]]:
+    """One `exceeds` test of D per measured scenario, and per scenario the best smaller factor's shares."""
+    tests, shares = [], {}
+    for name, wide in curve.wides.items():
+        interval, shares[name] = curve.gap(wide, context, f"4e/{context.block}/{name}")
+        tests.append(exceeds(name, interval, context.margin))
+    return tests, shares
 
 
-def _lr_detail(comparison: LrComparison, tests: Sequence[Test], margin: float) -> str:
-    """Which lr wins in which scenario, from the intervals: clearly (beyond the margin) or on the mean."""
+def _means_text(curve: LrCurve, wide: pd.DataFrame) -> str:
+    """'best 0.1; 1: 0.812, 0.3: 0.850, ..., 0 (frozen): 0.700': the mean at every factor of one scenario."""
+    means = wide.mean()
+    tuned = [arm for arm in curve.factors if arm in wide]
+    best = max(tuned, key=lambda arm: means[arm])
+    points = ", ".join(f"{curve.label(arm)}: {means[arm]:.3f}" for arm in wide.columns)
+    return f"best {curve.label(best)}; {points}"
+
+
+def _lr_detail(curve: LrCurve, tests: Sequence[Test], margin: float) -> str:
+    """Per scenario: D's interval, the side ahead (clearly or on the mean), and the mean at every factor."""
     sides: dict[str, list[str]] = {
-        "the smaller lr, by more than the margin": [],
-        "the smaller lr, on the mean only": [],
+        "a factor below 1, by more than the margin": [],
+        "a factor below 1, on the mean only": [],
         "neither (equal means)": [],
-        "the from-scratch lr, on the mean only": [],
-        "the from-scratch lr, by more than the margin": [],
+        "factor 1, on the mean only": [],
+        "factor 1, by more than the margin": [],
     }
-    clear_small, mean_small, tied, mean_scratch, clear_scratch = sides.values()
+    clear_small, mean_small, tied, mean_full, clear_full = sides.values()
     for test in tests:
         interval = test.interval
         if interval.low > margin:
             clear_small.append(test.label)
         elif interval.high < -margin:
-            clear_scratch.append(test.label)
+            clear_full.append(test.label)
         elif np.isclose(interval.estimate, 0.0, rtol=0.0, atol=1e-12):
             tied.append(test.label)
         elif interval.estimate > 0:
             mean_small.append(test.label)
         else:
-            mean_scratch.append(test.label)
+            mean_full.append(test.label)
     wins = "; ".join(f"{side}: {', '.join(names)}" for side, names in sides.items() if names)
-    text = (
-        f"{comparison.small_arm} (pretrained layers at lr {comparison.small_lr:g}) minus "
-        f"{comparison.same_arm} (at the from-scratch lr {comparison.scratch_lr:g}), per scenario: "
-        + "; ".join(f"{test.label} {test.interval.text()}" for test in tests)
-        + f". Ahead: {wins}."
+    frozen = (
+        f"factor 0: {curve.frozen}, the frozen backbone, shown but not tested"
+        if curve.frozen
+        else "no frozen (factor 0) arm configured or run"
     )
-    if comparison.unmeasured:
-        text += f" Not measured (an arm missing): {', '.join(comparison.unmeasured)}."
+    text = (
+        "Best of the factors between 0 and 1 minus factor 1, per scenario: "
+        + "; ".join(f"{test.label} {test.interval.text()}" for test in tests)
+        + f". Ahead: {wins}. Mean final test accuracy per backbone lr factor ({frozen}): "
+        + "; ".join(f"{name}: {_means_text(curve, wide)}" for name, wide in curve.wides.items())
+        + "."
+    )
+    if curve.unmeasured:
+        text += f" Not measured (no arm at factor 1 or none below): {', '.join(curve.unmeasured)}."
     return text
 
 
-def _smaller_lr_on_average(context: Context) -> Outcome:
-    """4e (weak reading): the scenario average of the paired difference exceeds the margin."""
-    comparison = _lr_comparison(context)
-    if not comparison.differences:
-        raise Missing("no scenario ran both finetune_all arms")
-    tests = _scenario_tests(comparison, context)
-    # Per seed, the mean over the scenarios of its paired differences (seeds present in every scenario).
-    pooled = pd.concat(comparison.differences, axis=1).dropna().mean(axis=1)
-    interval = bootstrap_mean(pooled.to_numpy(), context.bootstrap, f"4e/{context.block}")
+def _decided_arms(curve: LrCurve) -> tuple[str, ...]:
+    return tuple(arm for arm in curve.factors if arm in (*curve.full, *curve.smaller))
+
+
+def _smaller_factor_on_average(context: Context) -> Outcome:
+    """4e (weak reading): D on the per-seed accuracies averaged over the scenarios exceeds the margin."""
+    curve = _lr_curve(context)
+    if not curve.wides:
+        raise Missing("no scenario ran a finetune_all arm at factor 1 and one between 0 and 1")
+    tests, _ = _scenario_tests(curve, context)
+    # Per seed and arm, the mean over the measured scenarios (seeds and arms present in every one).
+    common = [arm for arm in curve.factors if all(arm in wide for wide in curve.wides.values())]
+    if not any(arm in common for arm in curve.full) or not any(arm in common for arm in curve.smaller):
+        raise Missing("no finetune_all arms at factor 1 and between 0 and 1 ran in every measured scenario")
+    pooled = sum(wide[common] for wide in curve.wides.values()) / len(curve.wides)
+    interval, shares = curve.gap(pooled, context, f"4e/{context.block}")
     average = exceeds("average over scenarios", interval, context.margin)
     detail = (
-        f"Average over {len(tests)} scenarios: {interval.text()}. "
-        f"{_lr_detail(comparison, tests, context.margin)} {tests_text([average])}"
+        f"Average over {len(curve.wides)} scenarios: {interval.text()}; best factor below 1 per resample: "
+        f"{_shares_text(shares)}. {_lr_detail(curve, tests, context.margin)} {tests_text([average])}"
     )
-    return Outcome(
-        interval, (average,), detail + few_seeds_note(interval), (comparison.small_arm, comparison.same_arm)
-    )
+    return Outcome(interval, (average,), detail + few_seeds_note(interval), _decided_arms(curve))
 
 
-def _smaller_lr_everywhere(context: Context) -> Outcome:
-    """4e+ (strong reading): every scenario's paired difference exceeds the margin."""
-    comparison = _lr_comparison(context)
-    if comparison.unmeasured or not comparison.differences:
-        where = ", ".join(comparison.unmeasured) or "every scenario"
-        raise Missing(f"both finetune_all arms are needed in every scenario; one is missing in {where}")
-    tests = _scenario_tests(comparison, context)
+def _smaller_factor_everywhere(context: Context) -> Outcome:
+    """4e+ (strong reading): every scenario's D exceeds the margin."""
+    curve = _lr_curve(context)
+    if curve.unmeasured or not curve.wides:
+        where = ", ".join(curve.unmeasured) or "every scenario"
+        raise Missing(
+            "finetune_all arms at factor 1 and between 0 and 1 are needed in every scenario; "
+            f"missing in {where}"
+        )
+    tests, shares = _scenario_tests(curve, context)
     # The headline is the scenario that decides: the clearest contradiction, else the weakest support.
     verdicts = [test.verdict() for test in tests]
     against = [t for t, v in zip(tests, verdicts, strict=True) if v == CONTRADICTED]
@@ -279,14 +342,12 @@ def _smaller_lr_everywhere(context: Context) -> Outcome:
     )
     ordered = (headline, *[t for t in tests if t is not headline])
     detail = (
-        f"Deciding scenario: {headline.label} {headline.interval.text()}. "
-        f"{_lr_detail(comparison, tests, context.margin)} {tests_text(ordered)}"
+        f"Deciding scenario: {headline.label} {headline.interval.text()}; best factor below 1 per resample "
+        f"there: {_shares_text(shares[headline.label])}. {_lr_detail(curve, tests, context.margin)} "
+        f"{tests_text(ordered)}"
     )
     return Outcome(
-        headline.interval,
-        ordered,
-        detail + few_seeds_note(headline.interval),
-        (comparison.small_arm, comparison.same_arm),
+        headline.interval, ordered, detail + few_seeds_note(headline.interval), _decided_arms(curve)
     )
 
 
@@ -294,34 +355,45 @@ LR_REFERENCE = (
     "CS231n: fine-tune with a smaller learning rate than from scratch (the weights are already good)."
 )
 LR_MEASURE = (
-    "Per seed and scenario, final test accuracy of finetune_all with the pretrained layers at a smaller lr "
-    "(the largest below the from-scratch lr) minus with them at the from-scratch lr (the scratch arm's lr); "
-    "paired by seed."
+    "Per seed and scenario, final test accuracy of finetune_all at every backbone lr factor that ran (the "
+    "pretrained layers' lr over the head's lr; factor 1: the pretrained layers at the head's lr), and of the "
+    "arm finetune.lr_curve.frozen at factor 0 (frozen backbone), shown but not tested. Statistic D: the "
+    "best mean over the factors strictly between 0 and 1 minus the mean at factor 1, the best chosen again "
+    "in every bootstrap resample of the seeds (paired: arms share seeds)."
+)
+LR_RULE_REASONS = (
+    " Fixed before the results. The best factor is chosen again in every resample, so picking the best of "
+    "several factors does not pass for an effect; factor 0 (frozen) does not enter the decision, as the "
+    "advice is about the learning rate of layers that are being fine-tuned."
 )
 LR_CLAIM: Claim[Context] = Claim(
     "4e",
     "finetune",
-    "Fine-tuning all layers does better with the pretrained layers at a smaller learning rate than at the "
-    "from-scratch one, by more than the accuracy margin, on average over the scenarios (weak reading).",
+    "Fine-tuning all layers does better with the pretrained layers at a smaller learning-rate factor than 1 "
+    "(the head's lr): the best factor between 0 and 1 beats factor 1 by more than the accuracy margin, on "
+    "average over the scenarios (weak reading).",
     LR_REFERENCE,
-    LR_MEASURE + " Statistic: per seed, the mean of that difference over the scenarios.",
-    f"supported when the {LEVEL} interval of the scenario average lies above d = analysis.accuracy_margin "
-    "(the smallest accuracy difference that counts), contradicted when it lies below d, inconclusive "
-    f"otherwise or with fewer than {MIN_SEEDS} seeds.",
-    _smaller_lr_on_average,
+    LR_MEASURE + " Here D is taken on the per-seed accuracies averaged over the scenarios (seeds and arms "
+    "present in every scenario).",
+    f"supported when the {LEVEL} interval of D on the scenario average lies above d = "
+    "analysis.accuracy_margin (the smallest accuracy difference that counts), contradicted when it lies "
+    f"below d, inconclusive otherwise or with fewer than {MIN_SEEDS} seeds." + LR_RULE_REASONS,
+    _smaller_factor_on_average,
     thresholds=THRESHOLDS,
 )
 LR_EVERYWHERE_CLAIM: Claim[Context] = Claim(
     "4e+",
     "finetune",
-    "Fine-tuning all layers does better with the pretrained layers at a smaller learning rate than at the "
-    "from-scratch one, by more than the accuracy margin, in every scenario (strong reading).",
+    "Fine-tuning all layers does better with the pretrained layers at a smaller learning-rate factor than 1 "
+    "(the head's lr): the best factor between 0 and 1 beats factor 1 by more than the accuracy margin, in "
+    "every scenario (strong reading).",
     LR_REFERENCE,
-    LR_MEASURE + " Statistic: the deciding scenario's mean difference (see the detail for every scenario).",
-    f"supported when every scenario's {LEVEL} interval lies above d = analysis.accuracy_margin, "
+    LR_MEASURE + " Here D is taken per scenario; the headline is the deciding scenario's D (see the detail "
+    "for every scenario).",
+    f"supported when every scenario's {LEVEL} interval of D lies above d = analysis.accuracy_margin, "
     "contradicted when any scenario's lies below d, inconclusive otherwise or with fewer than "
-    f"{MIN_SEEDS} seeds.",
-    _smaller_lr_everywhere,
+    f"{MIN_SEEDS} seeds." + LR_RULE_REASONS,
+    _smaller_factor_everywhere,
     thresholds=THRESHOLDS,
 )
 CLAIMS: tuple[Claim[Context], ...] = (
@@ -337,12 +409,14 @@ def evaluate_finetune_claims(
     blocks: Mapping[str, Sequence[int]],
     margin_settings: Mapping,
     bootstrap: BootstrapSpec,
+    lr_curve: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Claims 4a-4e+ as rows of the shared claims table (core.verdicts.CLAIM_COLUMNS).
 
     `blocks` holds the discovery and replication seeds (an empty replication block gives not_measured
     replication verdicts); `margin_settings` is the analysis dict (accuracy_margin, sensitivity_factors,
-    adjust).
+    adjust); `lr_curve` is config finetune.lr_curve, whose `frozen` arm stands for backbone lr factor 0 in
+    claim 4e's detail (None or no `frozen`: no factor-0 point; the verdicts do not depend on it).
     """
     missing = [name for name in THRESHOLDS if name not in margin_settings]
     if missing:
@@ -351,10 +425,11 @@ def evaluate_finetune_claims(
         )
     finals = {block: final_accuracies(metrics, blocks.get(block, [])) for block in BLOCKS}
     base = {name: margin_settings[name] for name in THRESHOLDS}
+    frozen = (lr_curve or {}).get("frozen")
 
     def context(block: str, overrides: Mapping[str, float], confidence: float) -> Context:
         margin = float(overrides.get(MARGIN, base[MARGIN]))
-        return Context(finals[block], recommended, margin, bootstrap.at(confidence), block)
+        return Context(finals[block], recommended, margin, bootstrap.at(confidence), block, frozen)
 
     return judge_claims(
         CLAIMS,

@@ -1,4 +1,4 @@
-"""Question 4's figures: accuracy per scenario and arm, learning curves, and the per-stage probes.
+"""Question 4's figures: accuracy per scenario and arm, learning curves, the lr-factor curve, stage probes.
 
 Each is registered with its title and caption (dlatoms.core.figures.register_figure) and drawn in the shared
 style; bands are intervals over seeds at the configured confidence and method (analysis.interval).
@@ -19,7 +19,13 @@ import seaborn as sns  # noqa: E402
 
 from dlatoms.core.figures import FigureSettings, panel_grid, register_figure, registered_figures  # noqa: E402
 from dlatoms.core.stats import bootstrap_bands  # noqa: E402
-from dlatoms.finetune.measures import scenario_name, scenario_summary
+from dlatoms.finetune.measures import (
+    FACTOR,
+    SCENARIO_KEYS,
+    final_accuracies,
+    scenario_name,
+    scenario_summary,
+)
 
 # ---------------------------------------------------------------------------------------------- figures
 
@@ -33,6 +39,15 @@ def recommended_option(config: Mapping) -> dict:
     from dlatoms.finetune.config import recommended
 
     return {"recommended": recommended(config)}
+
+
+# The arm at backbone lr factor 0 when the figure gets no finetune.lr_curve (the default config's).
+DEFAULT_FROZEN = "probe_final"
+
+
+def lr_curve_option(config: Mapping) -> dict:
+    """The lr-factor curve's `lr_curve` argument: config finetune.lr_curve ({} when it has none)."""
+    return {"lr_curve": dict(config.get("finetune", {}).get("lr_curve") or {})}
 
 
 def _scenarios(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -100,17 +115,22 @@ def finetune_accuracy(
     question="finetune",
     tables={"metrics": "finetune_metrics"},
     title="Learning curves per scenario",
-    caption="Test accuracy against epoch for the strategies that train a network; mean and band "
-    "over seeds. Probes (dashed) have one point, after fitting.",
+    caption="Validation accuracy against epoch for the strategies that train a network; mean and band "
+    "over the seeds that reached the epoch (training stops after `patience` evaluations without a better "
+    "validation score). Each seed keeps its best validation epoch, and only that network meets the test "
+    "images. Probes (dashed) have one point, after fitting.",
     analysis=FIGURE_ANALYSIS,
     options=recommended_option,
 )
 def finetune_curves(
     tables: Mapping[str, pd.DataFrame], settings: FigureSettings, recommended=None
 ) -> plt.Figure:
-    """Test accuracy vs epoch per scenario and arm, bands over seeds; probes as dashed levels."""
+    """Validation accuracy vs epoch per scenario and arm, bands over seeds; probes as dashed levels.
+
+    Tables without a validation split (finetune.validation_share 0) show the test accuracy instead."""
     metrics = tables["metrics"]
-    test = metrics[metrics["split"] == "test"]
+    split = "validation" if (metrics["split"] == "validation").any() else "test"
+    test = metrics[metrics["split"] == split]
     arms = list(dict.fromkeys(test["arm"]))
     colors = dict(zip(arms, sns.color_palette(settings.palette, len(arms)), strict=True))
     scenarios = _scenarios(test)
@@ -132,11 +152,85 @@ def finetune_curves(
                 continue
             ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], color=colors[arm], alpha=0.2)
             ax.plot(line["epoch"], line["mean"], color=colors[arm], label=arm, marker=".")
-        ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02), xlim=(0, max(last, 1)))
+        ax.set(xlabel="epoch", ylabel=f"{split} accuracy", ylim=(0, 1.02), xlim=(0, max(last, 1)))
         ax.set_title(f"{size}, {similarity} ({part['dataset'].iloc[0]})")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="arm\n(dashed: probes)", loc="outside right center")
     fig.suptitle(f"Learning curves: mean and {settings.percent} band over {test['seed'].nunique()} seeds")
+    return fig
+
+
+@register_figure(
+    name="finetune_lr_curve",
+    question="finetune",
+    tables={"metrics": "finetune_metrics"},
+    title="Final test accuracy against the pretrained layers' learning-rate factor",
+    caption="Mean final test accuracy over seeds and its interval for fine-tuning all layers with the "
+    "pretrained layers at a factor of the head's learning rate (claims 4e/4e+), per scenario; factor 0 is "
+    "the frozen backbone (the arm finetune.lr_curve.frozen, by default the linear probe on the final "
+    "features), shown for reference and not tested.",
+    analysis=FIGURE_ANALYSIS,
+    options=lr_curve_option,
+)
+def finetune_lr_curve(
+    tables: Mapping[str, pd.DataFrame], settings: FigureSettings, lr_curve: Mapping | None = None
+) -> plt.Figure:
+    """Final test accuracy vs backbone lr factor (log axis), one panel per scenario; factor 0 left of it.
+
+    The points are every finetune_all arm at its factor and the arm `lr_curve["frozen"]` at 0 (without
+    `lr_curve`: DEFAULT_FROZEN, when it ran); factor 0 sits one decade left of the smallest factor, at a
+    tick labelled "0 (frozen)", apart from the line of the fine-tuned factors.
+    """
+    frozen = DEFAULT_FROZEN if lr_curve is None else lr_curve.get("frozen")
+    final = final_accuracies(tables["metrics"])
+    tuned = final[(final["strategy"] == "finetune_all") & (final[FACTOR] > 0)]
+    factors = tuned.groupby("arm", sort=False)[FACTOR].first().sort_values()
+    positions = {str(arm): float(np.log10(f)) for arm, f in factors.items()}
+    zero = (min(positions.values()) if positions else 0.0) - 1.0  # one decade left of the smallest
+    has_frozen = frozen in set(final["arm"]) and frozen not in positions
+    if has_frozen:
+        positions[frozen] = zero
+    points = final[final["arm"].isin(list(positions))].copy()
+    points["x"] = points["arm"].map(positions)
+    ticks = {x: "0\n(frozen)" if arm == frozen else f"{factors[arm]:g}" for arm, x in positions.items()}
+    ticks = dict(sorted(ticks.items()))  # left to right
+    scenarios = _scenarios(final)
+    metrics = tables["metrics"]
+    datasets = (
+        metrics.groupby(SCENARIO_KEYS, sort=False)["dataset"].first().to_dict()
+        if "dataset" in metrics
+        else {}
+    )
+    colors = dict(zip(scenarios, sns.color_palette(settings.palette, len(scenarios)), strict=True))
+    fig, axes = _grid(len(scenarios), settings, legend=False, sharey=False)
+    for ax, (similarity, size) in zip(axes, scenarios, strict=False):
+        part = points[(points["similarity"] == similarity) & (points["size"] == size)]
+        bands = bootstrap_bands(
+            part, ["x", "arm"], "final_accuracy", settings.bands, f"lr_curve/{similarity}/{size}"
+        )
+        color = colors[(similarity, size)]
+        line, level = bands[bands["x"] > zero], bands[bands["x"] == zero]
+        ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color=color, alpha=0.2, linewidth=0)
+        ax.plot(line["x"], line["mean"], color=color, marker="o", label="fine-tune all layers")
+        if not level.empty:
+            ax.errorbar(
+                level["x"], level["mean"],
+                yerr=[level["mean"] - level["ci_low"], level["ci_high"] - level["mean"]],
+                color=color, marker="s", markerfacecolor="white", capsize=3, linestyle="none",
+                label=f"frozen backbone ({frozen})",
+            )  # fmt: skip
+            ax.axvline(zero + 0.5, color="grey", linestyle=":", linewidth=1)  # the axis break
+        if bands.empty:
+            ax.text(0.5, 0.5, "no finetune_all arm", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize="small", loc="best")
+        ax.set_xticks(list(ticks), list(ticks.values()), fontsize="small")
+        ax.set_xlim(min(ticks, default=0.0) - 0.3, max(ticks, default=0.0) + 0.3)
+        ax.set(xlabel="pretrained layers' lr / head's lr", ylabel="final test accuracy")
+        ax.set_title(f"{size}, {similarity}" + (f" ({datasets[similarity, size]})" if datasets else ""))
+    fig.suptitle(
+        f"Fine-tuning all layers: mean and {settings.percent} interval over {final['seed'].nunique()} seeds"
+    )
     return fig
 
 

@@ -13,11 +13,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dlatoms.core.stats import BootstrapSpec, bootstrap_mean  # noqa: E402
 
 SCENARIO_KEYS = ["similarity", "size"]
+FACTOR = "backbone_lr_factor"  # the pretrained layers' lr over the head's (0: frozen; NaN: scratch)
 SUMMARY_COLUMNS = {
     "similarity": "str",
     "size": "str",
@@ -31,6 +33,8 @@ SUMMARY_COLUMNS = {
     "replication_ci_low": "float64",
     "replication_ci_high": "float64",
     "replication_n_seeds": "int64",
+    "model": "str",
+    "weights": "str",
 }
 
 
@@ -38,16 +42,40 @@ def scenario_name(similarity: str, size: str) -> str:
     return f"{size}_{similarity}"
 
 
+def backbone_lr_factors(metrics: pd.DataFrame) -> pd.Series:
+    """Per row, the pretrained layers' lr over the head's: the table's `backbone_lr_factor` where it has one.
+
+    Tables written before that column existed (or rows where it is NaN) get backbone_lr / lr for the
+    strategies that train the pretrained layers, 0.0 for a linear probe (frozen backbone) and NaN for
+    scratch (no pretrained layers).
+    """
+    given = metrics[FACTOR] if FACTOR in metrics else pd.Series(np.nan, index=metrics.index)
+    given = given.astype("float64")
+    strategy = metrics["strategy"]
+    ratio = (metrics["backbone_lr"] / metrics["lr"]).where(metrics["lr"] > 0)
+    derived = ratio.where(~strategy.isin(["scratch", "linear_probe"]))
+    derived = derived.mask(strategy == "linear_probe", 0.0)
+    return given.fillna(derived)
+
+
 def final_accuracies(metrics: pd.DataFrame, seeds: Sequence[int] | None = None) -> pd.DataFrame:
-    """Per (scenario, arm, seed): test accuracy at the run's last epoch (a probe's only row); only `seeds`."""
+    """Per (scenario, arm, seed): test accuracy at the run's last epoch (a probe's only row); only `seeds`.
+
+    Carries `backbone_lr_factor` (see `backbone_lr_factors`: derived for tables without it).
+    """
     test = metrics[metrics["split"] == "test"]
     if seeds is not None:
         test = test[test["seed"].isin(list(seeds))]
     keys = [*SCENARIO_KEYS, "arm", "seed"]
     last = test.groupby(keys, sort=False)["epoch"].transform("max")
-    final = test[test["epoch"] == last]
-    columns = [*keys, "strategy", "lr", "backbone_lr", "accuracy"]
+    final = test[test["epoch"] == last].assign(**{FACTOR: lambda frame: backbone_lr_factors(frame)})
+    columns = [*keys, "strategy", "lr", "backbone_lr", FACTOR, "accuracy"]
+    columns += [column for column in ("model", "weights") if column in final]
     return final[columns].rename(columns={"accuracy": "final_accuracy"}).reset_index(drop=True)
+
+
+def _first(group: pd.DataFrame, column: str) -> str:
+    return str(group[column].iloc[0]) if column in group and len(group) else ""
 
 
 def scenario_summary(
@@ -83,6 +111,54 @@ def scenario_summary(
                 "replication_ci_low": repeat.low,
                 "replication_ci_high": repeat.high,
                 "replication_n_seeds": repeat.n_seeds,
+                "model": _first(group, "model"),
+                "weights": _first(group, "weights"),
             }
         )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(SUMMARY_COLUMNS)
+
+
+TRANSFER_COLUMNS = {
+    "similarity": "str",
+    "size": "str",
+    "final_accuracy": "float64",
+    "early_stage": "str",
+    "early_accuracy": "float64",
+    "advantage": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "n_seeds": "int64",
+}
+
+
+def transfer_similarity(stage_probes: pd.DataFrame, bootstrap: BootstrapSpec) -> pd.DataFrame:
+    """How similar each target is to the pretraining, measured: per (target, size), the probe's test
+    accuracy on the final features minus its accuracy on the best earlier stage (the stage and pooling with
+    the highest mean), per seed; mean and interval over seeds. A target whose classes the top features
+    separate better than the early ones (advantage > 0) is similar in the sense of the CS231n advice."""
+    test = stage_probes[stage_probes["split"] == "test"]
+    rows = []
+    for (similarity, size), part in test.groupby(SCENARIO_KEYS, sort=False):
+        final = part[part["module"] == "final"].set_index("seed")["accuracy"]
+        early = part[part["module"] != "final"]
+        if final.empty or early.empty:
+            continue
+        means = early.groupby(["module", "pool"], sort=False)["accuracy"].mean()
+        module, pool = means.idxmax()
+        best = early[(early["module"] == module) & (early["pool"] == pool)].set_index("seed")["accuracy"]
+        difference = (final - best).dropna()
+        interval = bootstrap_mean(difference.to_numpy(), bootstrap, f"4s/{similarity}/{size}")
+        rows.append(
+            {
+                "similarity": similarity,
+                "size": size,
+                "final_accuracy": float(final.mean()),
+                "early_stage": f"{module} (pool {pool})",
+                "early_accuracy": float(best.mean()),
+                "advantage": interval.estimate,
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "n_seeds": interval.n_seeds,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS)).astype(TRANSFER_COLUMNS)
