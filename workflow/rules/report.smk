@@ -1,6 +1,8 @@
 # The final report: results/report/index.html (self-contained), and captions for `snakemake --report`.
 
 
+import os
+
 import dlatoms.finetune.config as finetune_cfg
 
 
@@ -32,6 +34,17 @@ REPORT_BENCHMARKS = (
     ]
 )
 
+# Other runs' question 4 tables to show beside this run's (config finetune.compare), those that exist.
+REPORT_COMPARE = {
+    f"compare_{i}_{kind}": f"{entry['tables']}/{name}"
+    for i, entry in enumerate(config["finetune"].get("compare", []))
+    for kind, name in (
+        ("summary", "finetune_summary.parquet"),
+        ("claims", "claims.parquet"),
+    )
+    if os.path.exists(f"{entry['tables']}/{name}")
+}
+
 # The config values the report's method sections state.
 REPORT_SETTINGS = {
     "data": config["data"],
@@ -42,6 +55,13 @@ REPORT_SETTINGS = {
     "finetune": config["finetune"],
     # normalised here, so that the report job need not import dlatoms.finetune.config (torch)
     "finetune_recommended": finetune_cfg.recommended(config),
+    "finetune_comparisons": {
+        entry["label"]: {
+            "summary": f"compare_{i}_summary",
+            "claims": f"compare_{i}_claims",
+        }
+        for i, entry in enumerate(config["finetune"].get("compare", []))
+    },
 }
 
 # Question 4's pretraining curve, when the pipeline pretrains its own source model.
@@ -55,12 +75,15 @@ REPORT_FINETUNE_SOURCE = (
 rule render_report:
     input:
         **REPORT_FINETUNE_SOURCE,
+        **REPORT_COMPARE,
         claims="results/tables/claims.parquet",
         summaries="results/tables/arm_summaries.parquet",
         metrics=expand(
             "results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS
         ),
         finetune_summary="results/tables/finetune_summary.parquet",
+        finetune_metrics="results/tables/finetune_metrics.parquet",
+        finetune_similarity="results/tables/finetune_similarity.parquet",
         figures=figure_targets(),
         benchmarks=REPORT_BENCHMARKS,
     output:
@@ -76,5 +99,6 @@ rule render_report:
         figure_names=FIGURE_NAMES,
         questions=MLP_QUESTIONS,
         settings=REPORT_SETTINGS,
+        compare=list(REPORT_COMPARE),
     script:
         "../../scripts/render_report.py"

