@@ -347,3 +347,9 @@ def test_the_frozen_prefix_split_reproduces_the_model(weights):
     assert split_frozen_prefix(model, "conv1", images) is None  # nothing before it to cache
     unfrozen = load_pretrained(MODEL, weights, CLASSES)
     assert split_frozen_prefix(unfrozen, "layer4", images) is None  # a trainable prefix cannot be cached
+
+
+def test_a_longer_budget_scales_patience_with_it():
+    schedule = Schedule(epochs=10, batch_size=8, eval_every=1, patience=3)
+    assert (schedule.scaled(3).epochs, schedule.scaled(3).patience) == (30, 9)
+    assert Schedule(epochs=10).scaled(0.01).epochs == 1 and Schedule(epochs=10).scaled(3).patience is None

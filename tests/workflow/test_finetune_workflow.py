@@ -1,5 +1,6 @@
 """Question 4 through the real snakemake on config/smoke.yaml: tables, logs, resources, parse-time errors."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -14,7 +15,9 @@ TABLES = [
     "results/tables/finetune_stage_probes.parquet",
     "results/tables/finetune_source.parquet",
 ]
-FIGURES = [f"results/figures/finetune_{name}.png" for name in ("accuracy", "curves", "stage_probes")]
+FIGURES = [
+    f"results/figures/finetune_{name}.png" for name in ("accuracy", "curves", "stage_probes", "lr_curve")
+]
 CLAIMS = "results/tables/finetune_claims.parquet"
 ARMS = ["probe_final", "finetune_all"]
 SCENARIOS = [(similarity, size) for similarity in ("similar", "dissimilar") for size in ("small", "large")]
@@ -38,8 +41,16 @@ def test_metrics_table(finished):
     assert sorted(table.seed.unique()) == [0, 1, 2, 3]  # discovery block 0, 1 and replication block 2, 3
     assert table.accuracy.between(0, 1).all()
     per_run = table.groupby(["similarity", "size", "arm", "seed"]).size()
-    assert (per_run[per_run.index.get_level_values("arm") == "finetune_all"] == 4).all()  # epochs 0, 1
-    assert (per_run[per_run.index.get_level_values("arm") != "finetune_all"] == 2).all()  # probe: epoch 0
+    # trained: validation at epochs 0 and 1, then train and test once, at the selected epoch
+    assert (per_run[per_run.index.get_level_values("arm") == "finetune_all"] == 4).all()
+    assert (per_run[per_run.index.get_level_values("arm") != "finetune_all"] == 3).all()  # probe: epoch 0
+    assert set(table.split) == {"validation", "train", "test"}
+    for _, run in table.groupby(["similarity", "size", "arm", "seed"]):
+        validation, test = run[run.split == "validation"], run[run.split == "test"]
+        assert len(test) == 1, "the test split is scored once"
+        best = validation.sort_values(["accuracy", "loss", "epoch"], ascending=[False, True, True]).iloc[0]
+        assert test.epoch.item() == best.epoch, "the test row is at the best validation epoch"
+    assert (table.weights_sha256[table.strategy != "scratch"].str.len() == 64).all()
     finetune = table[table.arm == "finetune_all"]
     assert (finetune.lr == 3e-3).all() and finetune.backbone_lr.to_numpy() == pytest.approx(3e-4)
     assert table[table.strategy == "linear_probe"].lr.isna().all()
@@ -72,7 +83,7 @@ def test_claims_and_figures(finished):
     assert list(claims.columns) == CLAIM_COLUMNS
     assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e", "4e+"]
     assert set(claims["verdict"]) | set(claims["replication_verdict"]) <= set(VERDICTS)
-    for claim_id in ("4e", "4e+"):  # smoke has no scratch-lr arm
+    for claim_id in ("4e", "4e+"):  # smoke's curve has one point (0.1): no factor-1 arm
         assert claims.set_index("claim_id").loc[claim_id, "verdict"] == "not_measured"
     # the smoke config's replication block (seeds 2, 3) decides 4a-4d again
     assert (claims.loc[claims["claim_id"].isin(["4a", "4b", "4c", "4d"]), "replication_n_seeds"] == 2).all()
@@ -146,6 +157,38 @@ def test_gpu_device_requests_a_gpu_and_timm_weights_are_fetched(finished, tmp_pa
     assert "fetch_timm_weights" in jobs and "pretrain_source" not in jobs
     blocks = run.stdout.split("rule train_finetune_arm:")[1:]
     assert blocks and all("gpu=1" in block.split("\n\n")[0] for block in blocks)
+
+
+def test_imagenet_weights_are_converted_from_the_package_not_pretrained(finished, tmp_path):
+    def edit(section):
+        section["model"] = {"name": "tf_efficientnet_lite0", "weights": "efficientnet_lite0_imagenet"}
+
+    config = edited_config(finished, tmp_path, edit)
+    run = snakemake(finished, *TABLES[:2], "--dry-run", "--forceall", "--configfile", config)
+    assert run.returncode == 0, run.stdout[-3000:]
+    jobs = {rule for rule, _ in planned_jobs(run.stdout)}
+    assert "convert_imagenet_weights" in jobs and "pretrain_source" not in jobs
+
+
+def test_imagenet_weights_on_another_architecture_fail_at_parse_time(finished, tmp_path):
+    def edit(section):
+        section["model"]["weights"] = "efficientnet_lite0_imagenet"  # model.name stays test_resnet
+
+    run = snakemake(
+        finished, *TABLES[:2], "--dry-run", "--configfile", edited_config(finished, tmp_path, edit)
+    )
+    assert run.returncode != 0
+    assert "config.finetune.model.name: 'test_resnet', but weights efficientnet_lite0_imagenet" in run.stdout
+    assert "set finetune.model.name: tf_efficientnet_lite0" in run.stdout
+
+
+def test_similarity_of_the_targets_is_measured(finished):
+    similarity = pd.read_parquet(finished / "results/tables/finetune_similarity.parquet")
+    assert list(dict.fromkeys(zip(similarity.similarity, similarity["size"], strict=True))) == SCENARIOS
+    np.testing.assert_allclose(
+        similarity.advantage, similarity.final_accuracy - similarity.early_accuracy, atol=1e-12
+    )
+    assert (similarity.n_seeds == 4).all()  # every seed the stage probes ran (both blocks)
 
 
 def test_missing_weights_file_fails_at_parse_time(finished, tmp_path):

@@ -33,6 +33,7 @@ SUMMARY_COLUMNS = {
     "replication_ci_low": "float64",
     "replication_ci_high": "float64",
     "replication_n_seeds": "int64",
+    "still_improving": "float64",
     "model": "str",
     "weights": "str",
 }
@@ -78,6 +79,23 @@ def _first(group: pd.DataFrame, column: str) -> str:
     return str(group[column].iloc[0]) if column in group and len(group) else ""
 
 
+def _still_improving(metrics: pd.DataFrame, similarity: str, size: str, arm: str, seeds) -> float:
+    """Share of the seeds whose selected epoch is the last one trained (the validation score was still
+    rising when the budget ended: more budget might help); NaN for probes and tables without epochs_run."""
+    if "epochs_run" not in metrics:
+        return float("nan")
+    test = metrics[
+        (metrics["split"] == "test")
+        & (metrics["similarity"] == similarity)
+        & (metrics["size"] == size)
+        & (metrics["arm"] == arm)
+        & metrics["seed"].isin(list(seeds))
+    ]
+    if test.empty or (test["epochs_run"] == 0).all():
+        return float("nan")
+    return float((test["epoch"] == test["epochs_run"]).mean())
+
+
 def scenario_summary(
     metrics: pd.DataFrame, bootstrap: BootstrapSpec, blocks: Mapping[str, Sequence[int]] | None = None
 ) -> pd.DataFrame:
@@ -111,6 +129,7 @@ def scenario_summary(
                 "replication_ci_low": repeat.low,
                 "replication_ci_high": repeat.high,
                 "replication_n_seeds": repeat.n_seeds,
+                "still_improving": _still_improving(metrics, similarity, size, arm, group["seed"]),
                 "model": _first(group, "model"),
                 "weights": _first(group, "weights"),
             }
@@ -135,12 +154,15 @@ def transfer_similarity(stage_probes: pd.DataFrame, bootstrap: BootstrapSpec) ->
     """How similar each target is to the pretraining, measured: per (target, size), the probe's test
     accuracy on the final features minus its accuracy on the best earlier stage (the stage and pooling with
     the highest mean), per seed; mean and interval over seeds. A target whose classes the top features
-    separate better than the early ones (advantage > 0) is similar in the sense of the CS231n advice."""
+    separate better than the early ones (advantage > 0) is similar in the sense of the CS231n advice.
+
+    "Earlier" excludes the last feature stage: the final features are that stage's output, pooled."""
     test = stage_probes[stage_probes["split"] == "test"]
     rows = []
     for (similarity, size), part in test.groupby(SCENARIO_KEYS, sort=False):
         final = part[part["module"] == "final"].set_index("seed")["accuracy"]
-        early = part[part["module"] != "final"]
+        stages = part.loc[part["module"] != "final", "stage"]
+        early = part[(part["module"] != "final") & (part["stage"] < stages.max())]
         if final.empty or early.empty:
             continue
         means = early.groupby(["module", "pool"], sort=False)["accuracy"].mean()

@@ -182,13 +182,27 @@ def scenario_table(
             row.append(text)
         rows.append(row)
     headers = ["arm", *[f"{size}, {similarity}" for similarity, size in scenarios]]
-    return [
+    blocks: list[Block] = [
         Table(headers, rows, numeric=range(1, len(headers))),
         Paragraph(
             f"Mean final test accuracy [{confidence} interval] over seeds; bold: the best mean of the "
             "scenario; ★: recommended."
         ),
     ]
+    if "still_improving" in summary:
+        rising = summary[summary["still_improving"] >= 0.5]
+        if len(rising):
+            listed = "; ".join(
+                f"{r.arm} ({r.size}, {r.similarity}): {r.still_improving:.0%}" for r in rising.itertuples()
+            )
+            blocks.append(
+                Paragraph(
+                    "Budget check: in at least half of the seeds these arms kept their last epoch (the "
+                    f"validation score was still rising when the budget ended): {listed}. Their numbers "
+                    "are a lower bound on what a longer budget would reach."
+                )
+            )
+    return blocks
 
 
 def finetune_times(benchmarks: pd.DataFrame) -> list[Block]:

@@ -44,8 +44,11 @@ class Schedule:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     def scaled(self, epoch_factor: float) -> Schedule:
-        """The same schedule with a budget of round(epochs * epoch_factor) epochs (at least 1)."""
-        return replace(self, epochs=max(1, round(self.epochs * epoch_factor)))
+        """The same schedule with a budget of round(epochs * epoch_factor) epochs (at least 1); patience
+        scales with it (the same share of the budget), so that a longer budget is not cut short by an early
+        plateau."""
+        patience = None if self.patience is None else max(1, round(self.patience * epoch_factor))
+        return replace(self, epochs=max(1, round(self.epochs * epoch_factor)), patience=patience)
 
     @classmethod
     def from_params(cls, params: dict) -> Schedule:
