@@ -11,7 +11,7 @@ weights are a test_resnet trained briefly on the source shapes and saved as .saf
 random`: randomly initialized and saved; the timing does not depend on it, the accuracies do).
 
 Project side: exactly what train_finetune_arm_job does for one (scenario, arm): the spec from
-dlatoms.finetune.config.arm_spec, the Runs of dlatoms.finetune.jobs._runs (one shared cache per arm:
+dlatoms.finetune.config.arm_spec, the Runs of dlatoms.finetune.jobs.job_runs (one shared cache per arm:
 frozen features of the whole pool and the test images computed once, the frozen prefix of finetune_last
 computed once) and run_strategy per seed.
 
@@ -34,7 +34,6 @@ import argparse
 import copy
 import math
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,11 +50,12 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 from torch import nn
+from train_engine import cpu_name  # bench/ is on sys.path when a bench script runs
 
 from dlatoms.core.seeding import stream_seed
 from dlatoms.finetune import config as finetune_config
 from dlatoms.finetune.data import ImageSet
-from dlatoms.finetune.jobs import _runs, seed_rows
+from dlatoms.finetune.jobs import job_runs, seed_rows
 from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
 from dlatoms.finetune.strategies import run_strategy, strategy_settings
 from dlatoms.finetune.weights import save_checkpoint
@@ -82,15 +82,6 @@ def timed(fn: Callable[[], object]) -> tuple[Timing, object]:
     wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
     return Timing(time.perf_counter() - wall, time.process_time() - cpu), value
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 # --- the scenario ------------------------------------------------------------------------------------
@@ -179,7 +170,7 @@ def project_arm(spec: dict, data: ImageSet, weights: str) -> dict[int, float]:
     """One (scenario, arm) job's work as train_finetune_arm_job does it: test accuracy per seed."""
     label = f"{spec['size']}_{spec['similarity']}/{spec['arm']}"
     accuracy = {}
-    for run in _runs(spec, data, weights, 1, torch.device("cpu"), label):
+    for run in job_runs(spec, data, weights, 1, torch.device("cpu"), label):
         rows = run_strategy(run, spec["strategy"])
         accuracy[run.seed] = [row["accuracy"] for row in rows if row["split"] == "test"][-1]
     return accuracy

@@ -40,7 +40,7 @@ REPORT_COMPARE = {
     for i, entry in enumerate(config["finetune"].get("compare", []))
     for kind, name in (
         ("summary", "finetune_summary.parquet"),
-        ("claims", "claims.parquet"),
+        ("claims", "finetune_claims.parquet"),
     )
     if os.path.exists(f"{entry['tables']}/{name}")
 }

@@ -266,7 +266,7 @@ def seed_rows(labels: np.ndarray, spec: dict, seed: int) -> dict[str, np.ndarray
     return rows
 
 
-def _runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device: torch.device, label: str):
+def job_runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device: torch.device, label: str):
     """One Run per seed of the scenario: its own training subset, validation split, head initialization
     and batch order. Runs share the pool's images and one feature cache (see Run)."""
     stats = input_stats(spec["model"]["name"], weights)
@@ -350,7 +350,7 @@ def train_finetune_arm_job(
         )
         started = time.perf_counter()
         rows = []
-        for run in _runs(spec, image_set, weights, threads, device, label):
+        for run in job_runs(spec, image_set, weights, threads, device, label):
             identity = {
                 **_identity(spec, weights),
                 "arm": spec["arm"],
