@@ -327,7 +327,10 @@ def comparison_blocks(
     return [
         Heading("Side by side with other pretrainings (config finetune.compare)"),
         Table(["scenario", "arm", *runs], rows, numeric=range(2, 2 + len(runs))),
-        Paragraph("Mean final test accuracy [interval] over the discovery seeds of each run."),
+        Paragraph(
+            "Mean final test accuracy [interval] over the discovery seeds of each run; each run's verdicts "
+            "compare the arms that run ran (–: not run)."
+        ),
         Table(["claim", *runs], verdicts),
     ]
 
