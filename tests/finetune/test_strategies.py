@@ -99,6 +99,7 @@ def test_every_strategy_runs(weights, arm):
     )
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and math.isfinite(row["loss"]) and row["train_time_s"] >= 0
+        assert row["epochs_run"] == (0 if probe else 2)  # without a validation split too (a table column)
     if probe:
         assert math.isnan(rows[0]["lr"]) and rows[0]["probe_c"] > 0
     else:

@@ -401,8 +401,8 @@ def train_network(model: nn.Module, groups: list[dict], run: Run) -> list[Row]:
                     epoch,
                 )
                 break
-    if selection is None:
-        return rows
+    if selection is None:  # no validation split: the last epoch counts
+        return [{**row, "epochs_run": epoch} for row in rows]
     model.load_state_dict(selection.state)
     for split_name in ("train", "test"):
         accuracy, loss = evaluate(model, run.splits()[split_name])
