@@ -13,6 +13,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/atlas.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ render_report_job(
         "finetune_similarity": inputs.finetune_similarity,
         **{key: inputs.get(key) for key in params.compare},
         "finetune_source": inputs.get("finetune_source"),
+        "atlas_claims": inputs.get("atlas_claims"),
     },
     figures=dict(zip(params.figure_names, inputs.figures, strict=True)),
     benchmarks=list(inputs.benchmarks),

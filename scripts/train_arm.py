@@ -6,4 +6,5 @@ train_arm_job(
     outputs=dict(snakemake.output.items()),  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
     log_path=snakemake.log[0],  # noqa: F821
+    device=snakemake.params.device,  # noqa: F821
 )

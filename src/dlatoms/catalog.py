@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dlatoms.atlas.figures  # noqa: F401
 import dlatoms.finetune.figures  # noqa: F401
 import dlatoms.mlp.figures  # noqa: F401  (importing a question's figures registers them)
 from dlatoms.core.figures import FigureSpec, figure_spec, registered_figures

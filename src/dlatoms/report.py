@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from dlatoms import catalog
+from dlatoms.atlas import report as atlas_report
 from dlatoms.core.io import write_text_atomic
 from dlatoms.core.jobs import job_logging
 from dlatoms.core.report import (
@@ -133,6 +134,18 @@ def build_page(inputs: ReportInputs) -> Page:
     sections = [Section("claims", "Claims", overview(claims, inputs.settings["analysis"]))]
     for module in _builders():
         sections += module.sections(inputs)
+    if "atlas_claims" in inputs.tables:
+        analysis = inputs.settings["analysis"]
+        sections.append(
+            atlas_report.atlas_section(
+                inputs.tables["atlas_claims"],
+                inputs.settings["atlas_axes"],
+                inputs.figures,
+                int(inputs.settings["atlas_seeds"]),
+                # the cells' level, when no multiplicity adjustment changed it
+                inputs.confidence if analysis.get("adjust", "none") == "none" else None,
+            )
+        )
     rows = [[r.rule, r.job, fmt_number(r.seconds, 2)] for r in inputs.benchmarks.itertuples()]
     sections.append(
         Section("times", "Run time of every benchmarked job", [Table(["rule", "job", "seconds"], rows, (2,))])

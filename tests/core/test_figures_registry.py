@@ -17,7 +17,20 @@ def test_the_catalog_holds_every_question_s_figures_in_report_order():
     questions = [spec.question for spec in catalog.FIGURES.values()]
     assert set(questions) == set(catalog.QUESTIONS), "every question has figures"
     assert questions == sorted(questions, key=catalog.QUESTIONS.index), "figures in the questions' order"
-    assert len(catalog.FIGURES) == 12
+    assert len(catalog.FIGURES) == 15
+    assert [n for n in catalog.FIGURES if n.startswith("atlas_")] == [
+        "atlas_init",
+        "atlas_layers",
+        "atlas_regularization",
+    ], "each question of 1-3 has a verdict map, after its own figures"
+
+
+def test_the_atlas_maps_are_drawn_only_for_the_questions_an_atlas_covers():
+    config = {"atlas": {"questions": ["layers"], "axes": {"training.lr": [0.01, 0.001]}}}
+    drawn = [n for n, spec in catalog.FIGURES.items() if spec.enabled(config)]
+    assert "atlas_layers" in drawn and "atlas_init" not in drawn and "init_accuracy" in drawn
+    assert catalog.FIGURES["atlas_layers"].params(config) == {"axes": {"training.lr": [0.01, 0.001]}}
+    assert not any(n.startswith("atlas_") for n, s in catalog.FIGURES.items() if s.enabled({}))
 
 
 @pytest.mark.parametrize("name", list(catalog.FIGURES))
@@ -26,7 +39,8 @@ def test_every_figure_has_a_title_caption_tables_and_settings(name):
     assert spec.name == name
     assert spec.title.strip() and spec.caption.strip(), f"{name} needs a title and a caption"
     assert spec.tables and all(re.fullmatch(r"[a-z_]+", stem) for stem in spec.tables.values())
-    assert "confidence" in spec.analysis, f"{name}'s bands depend on the configured confidence"
+    if not name.startswith("atlas_"):  # verdict maps have no bands: the cells' levels are the claims'
+        assert "confidence" in spec.analysis, f"{name}'s bands depend on the configured confidence"
     assert set(inspect.signature(spec.draw).parameters) >= {"tables", "settings"}
 
 
@@ -48,6 +62,8 @@ def test_question_4_figures_get_the_recommended_arms_from_the_config():
         expected = {"recommended": {"small_similar": ["probe_final"], "large_dissimilar": ["a", "b"]}}
         if name == "finetune_lr_curve":  # claim 4e's curve needs the frozen arm instead
             expected = {"lr_curve": {}}
+        if name.startswith("atlas_"):
+            continue  # their params are the atlas's axes (test above)
         assert spec.params(config) == (expected if spec.question == "finetune" else {}), name
     config["finetune"]["lr_curve"] = {"frozen": "probe_final"}
     assert catalog.FIGURES["finetune_lr_curve"].params(config) == {"lr_curve": {"frozen": "probe_final"}}

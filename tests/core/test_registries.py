@@ -20,6 +20,7 @@ from dlatoms.finetune.data import TARGET_DATASETS
 from dlatoms.finetune.strategies import STRATEGIES
 from dlatoms.finetune.training import FINAL, LR_SCHEDULES
 from dlatoms.finetune.weights import WEIGHT_SOURCES
+from dlatoms.mlp.config import MLP_QUESTIONS
 from dlatoms.mlp.engine import ACTIVATIONS, LOSSES, SAMPLINGS, TRACED_LAYERS
 from dlatoms.mlp.initializers import INITIALIZERS
 from dlatoms.mlp.training import PENALTIES
@@ -49,6 +50,11 @@ REGISTRIES: dict[str, tuple[str, Callable[[], Iterable[str]]]] = {
     ),
     "properties/analysis/properties/adjust": ("dlatoms.core.verdicts.ADJUSTMENTS", lambda: ADJUSTMENTS),
     "properties/finetune/properties/device": ("dlatoms.core.device.DEVICE_SETTINGS", lambda: DEVICE_SETTINGS),
+    "properties/compute/properties/device": ("dlatoms.core.device.DEVICE_SETTINGS", lambda: DEVICE_SETTINGS),
+    "properties/atlas/properties/questions/items": (
+        "dlatoms.mlp.config.MLP_QUESTIONS",
+        lambda: MLP_QUESTIONS,
+    ),
     "properties/finetune/properties/lr_schedule": (
         "dlatoms.finetune.training.LR_SCHEDULES",
         lambda: LR_SCHEDULES,

@@ -12,6 +12,8 @@ from dlatoms.mlp.config import (
     seed_blocks,
 )
 from dlatoms.core.io import check_complete_files
+from dlatoms.core.device import needs_gpu
+import dlatoms.atlas.config as atlas_cfg
 
 # Bad config stops the run here, before any job, with a message naming the key.
 validate_schema(
@@ -19,12 +21,17 @@ validate_schema(
 )
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config)
+atlas_cfg.check_atlas(
+    config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
+)
 # So does a result file cut short (a full disk, a copy interrupted): Snakemake would take it as done.
 # Job processes (cluster jobs parse the workflow again) skip it: the main process checked already.
 if workflow.is_main_process:
     check_complete_files("results")
 
 TABLE_KINDS = ["metrics", "weights", "units"]
+MLP_GPUS = int(needs_gpu(config["compute"]["device"]))  # gpu=1 unless compute.device is cpu
+ATLAS = bool(atlas_cfg.all_conditions(config))  # the config has an atlas with at least one cell
 
 
 wildcard_constraints:
@@ -81,7 +88,7 @@ def all_tables():
 # Every figure comes from the registry (dlatoms.catalog): its tables, params, targets and caption.
 import dlatoms.catalog as catalog
 
-FIGURE_NAMES = list(catalog.FIGURES)
+FIGURE_NAMES = [name for name, spec in catalog.FIGURES.items() if spec.enabled(config)]
 
 
 def figure_tables(wildcards):

@@ -55,6 +55,8 @@ REPORT_SETTINGS = {
     "finetune": config["finetune"],
     # normalised here, so that the report job need not import dlatoms.finetune.config (torch)
     "finetune_recommended": finetune_cfg.recommended(config),
+    "atlas_axes": {q: atlas_cfg.figure_axes(config, q) for q in atlas_cfg.atlas_questions(config)},
+    "atlas_seeds": atlas_cfg.atlas_section(config).get("seeds", 10),
     "finetune_comparisons": {
         entry["label"]: {
             "summary": f"compare_{i}_summary",
@@ -72,8 +74,13 @@ REPORT_FINETUNE_SOURCE = (
 )
 
 
+# The atlas's table, when the config has an atlas.
+REPORT_ATLAS = {"atlas_claims": "results/tables/atlas_claims.parquet"} if ATLAS else {}
+
+
 rule render_report:
     input:
+        **REPORT_ATLAS,
         **REPORT_FINETUNE_SOURCE,
         **REPORT_COMPARE,
         claims="results/tables/claims.parquet",

@@ -13,7 +13,9 @@ rule train_arm:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=MLP_GPUS,
     params:
         spec=training_spec,
+        device=config["compute"]["device"],
     script:
         "../../scripts/train_arm.py"

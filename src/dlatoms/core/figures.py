@@ -130,10 +130,15 @@ class FigureSpec:
     draw: Draw
     analysis: tuple[str, ...]
     options: Callable[[Mapping], dict] | None = None
+    available: Callable[[Mapping], bool] | None = None
 
     def params(self, config: Mapping) -> dict:
         """The figure's extra draw arguments from the config ({} for most figures)."""
         return self.options(config) if self.options else {}
+
+    def enabled(self, config: Mapping) -> bool:
+        """Whether this config draws the figure (every figure, except where `available` says otherwise)."""
+        return self.available(config) if self.available else True
 
 
 _REGISTRY: dict[str, FigureSpec] = {}
@@ -147,13 +152,20 @@ def register_figure(
     caption: str,
     analysis: tuple[str, ...],
     options: Callable[[Mapping], dict] | None = None,
+    available: Callable[[Mapping], bool] | None = None,
 ) -> Callable[[Draw], Draw]:
-    """Decorator: register a draw function as the figure `name` (in the order figures are defined)."""
+    """Decorator: register a draw function as the figure `name` (in the order figures are defined).
+
+    `available(config)`, when given, says whether a config draws the figure at all (the atlas's maps need
+    an atlas).
+    """
 
     def register(draw: Draw) -> Draw:
         if name in _REGISTRY and _REGISTRY[name].draw is not draw:
             raise ValueError(f"figure {name!r} is registered twice")
-        _REGISTRY[name] = FigureSpec(name, question, dict(tables), title, caption, draw, analysis, options)
+        _REGISTRY[name] = FigureSpec(
+            name, question, dict(tables), title, caption, draw, analysis, options, available
+        )
         return draw
 
     return register

@@ -523,4 +523,5 @@ def regularization_summary(tables: Mapping[str, pd.DataFrame], settings: FigureS
 # ---------------------------------------------------------------------------------------------- registry
 
 # This question's figures, in report order (registered above by the decorators).
-FIGURES = {name: spec for name, spec in registered_figures().items() if spec.question in QUESTIONS}
+# This module's figures (the atlas's verdict maps, dlatoms.atlas.figures, also belong to questions 1-3).
+FIGURES = {name: spec for name, spec in registered_figures().items() if spec.draw.__module__ == __name__}

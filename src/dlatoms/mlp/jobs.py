@@ -36,34 +36,71 @@ def generate_dataset_job(data: dict, seed: int, output: str, log_path: str) -> N
 
 
 def train_arm_job(
-    spec: dict, datasets: Sequence[str], outputs: dict[str, str], threads: int, log_path: str
+    spec: dict,
+    datasets: Sequence[str],
+    outputs: dict[str, str],
+    threads: int,
+    log_path: str,
+    device: str = "cpu",
 ) -> None:
+    """Rule entry point: one arm of a question, every seed, its metrics/weights/units tables."""
+    train_arms_job([spec], datasets, outputs, threads, log_path, device)
+
+
+def train_arms_job(
+    specs: Sequence[dict],
+    datasets: Sequence[str],
+    outputs: dict[str, str],
+    threads: int,
+    log_path: str,
+    device: str = "cpu",
+) -> None:
+    """Train every arm of `specs` (same seeds, one data set per seed) and write their tables together.
+
+    `device` is the config's compute.device (cpu, cuda or auto); without CUDA it falls back to the CPU with
+    a warning. The arms train one after the other in this process, so a job of many small arms (an atlas
+    condition) pays for starting Python and torch once.
+    """
     # torch is imported here, not at module level: analysis jobs use job_logging without paying for it.
     import torch
 
+    from dlatoms.core.device import select_device
     from dlatoms.mlp.training import ArmSpec, run_arm
 
     with job_logging(log_path):
         torch.set_num_threads(threads)
-        paths = dict(zip(spec["seeds"], datasets, strict=True))
+        chosen = str(select_device(device))
         input_dim = len([c for c in pd.read_parquet(datasets[0]).columns if c.startswith("x")])
-        arm = ArmSpec.from_params(spec, input_dim)
-        log.info(
-            "training %s/%s: %d seeds, %d steps, hidden %s, init %s, penalty %s %g, %d thread(s)",
-            arm.question,
-            arm.arm,
-            len(arm.seeds),
-            arm.training.steps,
-            list(arm.network.hidden_sizes),
-            arm.init,
-            arm.penalty,
-            arm.strength,
-            threads,
-        )
         started = time.perf_counter()
-        tables = run_arm(arm, paths)
+        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in outputs}
+        for i, spec in enumerate(specs, start=1):
+            paths = dict(zip(spec["seeds"], datasets, strict=True))
+            arm = ArmSpec.from_params({**spec, "device": chosen}, input_dim)
+            log.info(
+                "training %s/%s (%d of %d): %d seeds, %d steps, hidden %s, %s, %s, lr %g, init %s, "
+                "penalty %s %g, %d thread(s), %s",
+                arm.question,
+                arm.arm,
+                i,
+                len(specs),
+                len(arm.seeds),
+                arm.training.steps,
+                list(arm.network.hidden_sizes),
+                arm.network.activation,
+                arm.training.loss,
+                arm.training.lr,
+                arm.init,
+                arm.penalty,
+                arm.strength,
+                threads,
+                chosen,
+            )
+            tables = run_arm(arm, paths)
+            for name in outputs:
+                parts[name].append(tables[name])
         for name, path in outputs.items():
-            write_parquet_atomic(tables[name], path)
+            frame = parts[name][0] if len(parts[name]) == 1 else pd.concat(parts[name], ignore_index=True)
+            write_parquet_atomic(frame, path)
         log.info("done in %.2f s", time.perf_counter() - started)
 
 
@@ -73,6 +110,23 @@ def aggregate_tables_job(inputs: dict[str, Sequence[str]], outputs: dict[str, st
             frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
             write_parquet_atomic(frame, outputs[kind])
             log.info("wrote %s: %d rows from %d arms", outputs[kind], len(frame), len(paths))
+
+
+def question_measures(
+    question: str, tables: dict[str, pd.DataFrame], spec: AnalysisSpec
+) -> dict[str, pd.DataFrame]:
+    """The per-seed `measures` of one question from its metrics/weights/units (layers: also `changes`)."""
+    if question == "init":
+        return {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
+    if question == "layers":
+        changes = layer_changes(tables["weights"], spec)
+        # The metrics table gives the exact diverged_step; the weights alone give the next snapshot.
+        convergence = layer_convergence(changes, spec, tables.get("metrics"))
+        return {"changes": changes, "measures": convergence}
+    if question == "regularization":
+        measures = regularization_seed_measures(tables["metrics"], tables["weights"], tables["units"], spec)
+        return {"measures": measures}
+    raise ValueError(f"no measures defined for question {question!r}")
 
 
 def measure_question_job(
@@ -85,20 +139,7 @@ def measure_question_job(
     with job_logging(log_path) as log:
         spec = AnalysisSpec.from_params(analysis)
         tables = {name: pd.read_parquet(path) for name, path in inputs.items()}
-        if question == "init":
-            results = {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
-        elif question == "layers":
-            changes = layer_changes(tables["weights"], spec)
-            # The metrics table gives the exact diverged_step; the weights alone give the next snapshot.
-            convergence = layer_convergence(changes, spec, tables.get("metrics"))
-            results = {"changes": changes, "measures": convergence}
-        elif question == "regularization":
-            measures = regularization_seed_measures(
-                tables["metrics"], tables["weights"], tables["units"], spec
-            )
-            results = {"measures": measures}
-        else:
-            raise ValueError(f"no measures defined for question {question!r}")
+        results = question_measures(question, tables, spec)
         for name, frame in results.items():
             write_parquet_atomic(frame, outputs[name])
             log.info("wrote %s: %d rows", outputs[name], len(frame))

@@ -24,6 +24,7 @@ from dlatoms.core.report import (
     seed_list,
     settings_table,
 )
+from dlatoms.mlp import figures as mlp_figures
 from dlatoms.mlp.measures import diverged_runs
 
 log = logging.getLogger(__name__)
@@ -361,7 +362,11 @@ def question_section(question: str, inputs: ReportInputs) -> Section:
     claims = inputs.tables["claims"]
     blocks: list[Block] = question_method(question, section, inputs.settings.get("analysis", {}))
     blocks.append(Heading("Figures"))
-    blocks += [figure for figure in inputs.figures.values() if figure.question == question]
+    blocks += [
+        figure
+        for name, figure in inputs.figures.items()
+        if name in mlp_figures.FIGURES and figure.question == question
+    ]
     if question == "init":
         blocks += init_cause(claims)
     blocks.append(Heading("Claims"))

@@ -1,0 +1,76 @@
+"""One atlas cell decided by the shared rule, and the atlas table of every cell.
+
+A cell is (question, condition). Its claims are the question's claims of dlatoms.mlp.claims, each decided by
+dlatoms.core.verdicts.judge_claims with the configured margins and confidence (and analysis.adjust), on the
+condition's seeds as the discovery block. The atlas decides no replication block and no threshold grid: the
+main claims table does both at the configured setting, the atlas varies the training setting instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from dlatoms.core.stats import BootstrapSpec
+from dlatoms.mlp.claim_context import ClaimTables
+from dlatoms.mlp.claims import CLAIMS, evaluate_claims
+from dlatoms.mlp.measures import AnalysisSpec
+
+# The atlas table's columns around the axis columns (one per axis key, between `condition` and `kind`).
+KEY_COLUMNS = ["claim_id", "question", "condition"]
+RESULT_COLUMNS = ["kind", "statistic", "ci_low", "ci_high", "margin", "verdict", "n_seeds", "detail"]
+
+
+def decide_cell(
+    question: str,
+    measures: pd.DataFrame,
+    seeds: Sequence[int],
+    analysis: Mapping,
+    condition: str,
+    labels: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Every claim of `question` decided on the cell's per-seed `measures` (seeds = the discovery block).
+
+    `labels` holds the condition's axis values as the atlas table stores them (dlatoms.atlas.config).
+    """
+    spec, bootstrap = AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
+    claims = [c for c in CLAIMS if c.question == question]
+    blocks = {question: {"discovery": list(seeds), "replication": []}}
+    table = evaluate_claims(
+        ClaimTables(**{question: measures}),
+        blocks,
+        spec,
+        bootstrap,
+        factors=(1.0,),
+        adjust=str(analysis.get("adjust", "none")),
+        claims=claims,
+    )
+    frame = table[["claim_id", "question", *RESULT_COLUMNS]].copy()
+    frame.insert(2, "condition", condition)
+    for i, (key, value) in enumerate(labels.items()):
+        frame.insert(3 + i, key, value)
+    return frame
+
+
+def atlas_table(
+    cells: Sequence[pd.DataFrame], columns: Sequence[str], base: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """The atlas table: every cell's rows, one column per axis in `columns` order.
+
+    A question that does not vary an axis gets its fixed value there (`base[question][axis]`), so every row
+    says the whole setting it was decided at.
+    """
+    frames = []
+    for cell in cells:
+        cell = cell.copy()
+        question = str(cell["question"].iloc[0]) if len(cell) else ""
+        for key in columns:
+            if key not in cell.columns:
+                cell[key] = base.get(question, {}).get(key)
+        frames.append(cell[[*KEY_COLUMNS, *columns, *RESULT_COLUMNS]])
+    if not frames:
+        return pd.DataFrame(columns=[*KEY_COLUMNS, *columns, *RESULT_COLUMNS])
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.astype({"n_seeds": "int64"})

@@ -1,0 +1,441 @@
+"""The verdict atlas in the report: per claim, its share of conditions per verdict, where it holds and breaks.
+
+The input is the atlas table (results/tables/atlas_claims.parquet): one row per (claim, condition) with
+columns claim_id, question, condition, kind, statistic, ci_low, ci_high, margin, verdict, n_seeds, detail,
+and one column per axis named by its dotted config key (`training.lr`). `axes` maps each question to the
+axes it varies, {axis key: [values in config order]}. Every sentence is worded from counts of conditions
+and of pairs of conditions; none says why a verdict changes.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from markupsafe import Markup
+
+from dlatoms.core.report import Block, Figure, Heading, Paragraph, Section, Table, bold, code, markup
+from dlatoms.core.verdicts import CHECK, NOT_MEASURED, VERDICTS
+
+# The questions the atlas covers, in report order, with the number the report gives each.
+ATLAS_QUESTIONS = {"init": 1, "layers": 2, "regularization": 3}
+
+Axes = Mapping[str, Mapping[str, Sequence]]  # question -> {axis key -> values in config order}
+
+SHARE_COLUMNS = [
+    "question",
+    "claim_id",
+    "kind",
+    "n_conditions",
+    *[f"n_{v}" for v in VERDICTS],
+    *[f"share_{v}" for v in VERDICTS],
+]
+BREAK_COLUMNS = [
+    "question",
+    "claim_id",
+    "axis",
+    "from_value",
+    "to_value",
+    "n_pairs",
+    "n_changed",
+    "change_from",
+    "change_to",
+    "n_change",
+]
+HOLD_COLUMNS = ["question", "claim_id", "axis", "value", "verdict", "n_conditions"]
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+
+
+def question_axes(axes: Axes, question: str) -> dict[str, list]:
+    """The axes `question` varies, {key: [values in config order]} ({} when it varies none)."""
+    return {key: list(values) for key, values in axes.get(question, {}).items()}
+
+
+def fmt_value(value: object) -> str:
+    """An axis value as the atlas prints it: numbers in %g (0.001, 1e-05), other values as they are."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    return f"{float(value):g}"
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal axis values; floats within rounding (a value read back from parquet equals its config value)."""
+    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return str(a) == str(b)
+
+
+def axis_positions(frame: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> pd.DataFrame:
+    """Per row of `frame`, the position of its value in each axis's config order (columns: axis keys)."""
+    missing = [key for key in axes_q if key not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the atlas table has no column for axis {missing} (columns: {list(frame.columns)}); "
+            "every axis of config atlas needs a column named by its dotted key: rerun the atlas jobs"
+        )
+    positions = {}
+    for key, values in axes_q.items():
+        lookup = {}
+        for value in frame[key].unique():
+            index = next((i for i, v in enumerate(values) if _same(v, value)), None)
+            if index is None:
+                raise ValueError(
+                    f"the atlas table holds {key} = {fmt_value(value)}, which is not among the configured "
+                    f"values {list(values)}: rerun the atlas jobs, or add the value to that axis in the "
+                    "config's atlas section"
+                )
+            lookup[value] = index
+        positions[key] = frame[key].map(lookup).astype("int64")
+    return pd.DataFrame(positions, index=frame.index)
+
+
+def condition_table(frame: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> pd.DataFrame:
+    """One question's conditions in config order (slowest axis first): condition, then each axis position.
+
+    Raises when a condition has two settings of the axes, or two conditions share one setting.
+    """
+    keys = list(axes_q)
+    cells = pd.concat([frame[["condition"]], axis_positions(frame, axes_q)], axis=1)
+    conditions = cells.drop_duplicates()
+    if conditions["condition"].duplicated().any():
+        twice = conditions.loc[conditions["condition"].duplicated(), "condition"].iloc[0]
+        raise ValueError(f"atlas condition {twice!r} has rows with different axis values {keys}")
+    if keys and conditions.duplicated(keys).any():
+        clash = conditions[conditions.duplicated(keys, keep=False)]["condition"].tolist()
+        raise ValueError(f"atlas conditions {clash} have the same values of the axes {keys}")
+    if keys:
+        conditions = conditions.sort_values(keys, kind="stable")
+    return conditions.reset_index(drop=True)
+
+
+def _check_table(frame: pd.DataFrame) -> None:
+    unknown = sorted(set(frame["verdict"]) - set(VERDICTS))
+    if unknown:
+        raise ValueError(f"the atlas table has unknown verdict(s) {unknown}; known: {list(VERDICTS)}")
+    twice = frame.duplicated(["question", "claim_id", "condition"])
+    if twice.any():
+        row = frame[twice].iloc[0]
+        raise ValueError(f"claim {row['claim_id']} has two atlas rows in condition {row['condition']!r}")
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+
+def verdict_shares(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per claim (in table order): how many conditions reached each verdict, and what share.
+
+    Columns: question, claim_id, kind, n_conditions, n_<verdict> (count of conditions) and share_<verdict>
+    (count / n_conditions) for each verdict in VERDICTS order; the shares of a claim sum to 1.
+    """
+    _check_table(frame)
+    rows = []
+    for (question, claim_id), part in frame.groupby(["question", "claim_id"], sort=False):
+        counts = part["verdict"].value_counts()
+        total = len(part)
+        row = {"question": question, "claim_id": claim_id, "kind": part["kind"].iloc[0]}
+        row["n_conditions"] = total
+        row |= {f"n_{v}": int(counts.get(v, 0)) for v in VERDICTS}
+        row |= {f"share_{v}": counts.get(v, 0) / total for v in VERDICTS}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SHARE_COLUMNS)
+
+
+def _cells(frame: pd.DataFrame, axes: Axes):
+    """(question, axes of it, its rows with the axis positions as columns), for each question in the table."""
+    _check_table(frame)
+    for question, part in frame.groupby("question", sort=False):
+        axes_q = question_axes(axes, question)
+        condition_table(part, axes_q)  # validates the conditions
+        positions = axis_positions(part, axes_q)
+        yield question, axes_q, pd.concat([part[["claim_id", "condition", "verdict"]], positions], axis=1)
+
+
+def _most_common(changes: pd.DataFrame) -> tuple[str, str, int]:
+    """The most common (from, to) verdict change; ties go to the first in VERDICTS order."""
+    counts = changes.groupby(["verdict_from", "verdict_to"]).size()
+    (first, second), n = min(
+        counts.items(), key=lambda item: (-item[1], VERDICTS.index(item[0][0]), VERDICTS.index(item[0][1]))
+    )
+    return str(first), str(second), int(n)
+
+
+def where_it_breaks(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
+    """Per claim, axis and pair of adjacent axis values: how often the verdict changes between them.
+
+    A pair is two conditions that differ only in `axis`, one at `from_value` and one at the next value in
+    config order, `to_value`. Columns: question, claim_id, axis, from_value, to_value, n_pairs (such pairs
+    in the table), n_changed (pairs whose two verdicts differ), change_from -> change_to (the most common
+    change, verdict at from_value -> verdict at to_value; "" when none changed) and n_change (its pairs).
+    An axis with one value has no pairs, hence no rows.
+    """
+    rows = []
+    for question, axes_q, cells in _cells(frame, axes):
+        for claim_id, cell in cells.groupby("claim_id", sort=False):
+            for axis, values in axes_q.items():
+                others = [key for key in axes_q if key != axis]
+                for i in range(len(values) - 1):
+                    low, high = cell[cell[axis] == i], cell[cell[axis] == i + 1]
+                    how = {"on": others} if others else {"how": "cross"}
+                    pairs = low[[*others, "verdict"]].merge(
+                        high[[*others, "verdict"]], suffixes=("_from", "_to"), **how
+                    )
+                    changed = pairs[pairs["verdict_from"] != pairs["verdict_to"]]
+                    change = _most_common(changed) if len(changed) else ("", "", 0)
+                    rows.append(
+                        {
+                            "question": question,
+                            "claim_id": claim_id,
+                            "axis": axis,
+                            "from_value": values[i],
+                            "to_value": values[i + 1],
+                            "n_pairs": len(pairs),
+                            "n_changed": len(changed),
+                            "change_from": change[0],
+                            "change_to": change[1],
+                            "n_change": change[2],
+                        }
+                    )
+    return pd.DataFrame(rows, columns=BREAK_COLUMNS)
+
+
+def where_it_holds(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
+    """Per claim, the axis values at which the claim has one verdict in every condition with that value.
+
+    Columns: question, claim_id, axis, value (in config order), verdict (the one verdict there) and
+    n_conditions (conditions with that value). Values with mixed verdicts have no row.
+    """
+    rows = []
+    for question, axes_q, cells in _cells(frame, axes):
+        for claim_id, cell in cells.groupby("claim_id", sort=False):
+            for axis, values in axes_q.items():
+                for i, value in enumerate(values):
+                    verdicts = cell.loc[cell[axis] == i, "verdict"]
+                    if len(verdicts) and verdicts.nunique() == 1:
+                        rows.append(
+                            {
+                                "question": question,
+                                "claim_id": claim_id,
+                                "axis": axis,
+                                "value": value,
+                                "verdict": str(verdicts.iloc[0]),
+                                "n_conditions": len(verdicts),
+                            }
+                        )
+    return pd.DataFrame(rows, columns=HOLD_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------- prose
+
+
+def _word(verdict: str) -> str:
+    return verdict.replace("_", " ")
+
+
+def _share_text(share: pd.Series) -> str:
+    """ "supported in 18 of 24 conditions (75%), inconclusive in 6 (25%)"."""
+    parts = []
+    for verdict in VERDICTS:
+        n = int(share[f"n_{verdict}"])
+        if not n:
+            continue
+        of = f" of {int(share['n_conditions'])} conditions" if not parts else ""
+        parts.append(f"{_word(verdict)} in {n}{of} ({share[f'share_{verdict}']:.0%})")
+    return ", ".join(parts)
+
+
+def _holds_text(holds: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
+    """ "Same verdict in every condition with a given value: supported at training.lr = 0.001 (2 conditions),
+    0.003 (2); inconclusive at ..."."""
+    if holds.empty:
+        return Markup("No axis value has the same verdict in all its conditions.")
+    order = {axis: i for i, axis in enumerate(axes_q)}
+    per_verdict = []
+    for verdict in VERDICTS:
+        part = holds[holds["verdict"] == verdict]
+        if part.empty:
+            continue
+        per_axis = []
+        for axis, group in sorted(part.groupby("axis", sort=False), key=lambda item: order[item[0]]):
+            values = ", ".join(
+                f"{fmt_value(v)} ({n}{'' if per_verdict or per_axis or i else ' conditions'})"
+                for i, (v, n) in enumerate(zip(group["value"], group["n_conditions"], strict=True))
+            )
+            per_axis.append(markup("{} = {}", code(axis), values))
+        per_verdict.append(markup("{} at {}", _word(verdict), Markup(" and at ").join(per_axis)))
+    return markup("Same verdict in every condition with a given value: {}.", Markup("; ").join(per_verdict))
+
+
+def _breaks_text(breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
+    """ "The verdict changes between training.lr 0.003 and 0.01 in 5 of 6 pairs (all supported → ...)"."""
+    changes, steady = [], []
+    for axis in axes_q:
+        part = breaks[(breaks["axis"] == axis) & (breaks["n_pairs"] > 0)]
+        if part.empty:
+            continue
+        moved = part[part["n_changed"] > 0]
+        if moved.empty:
+            steady.append(markup("{} ({} pairs)", code(axis), int(part["n_pairs"].sum())))
+        for row in moved.itertuples():
+            change = f"{_word(row.change_from)} → {_word(row.change_to)}"
+            if row.n_changed == 1:
+                which = change
+            elif row.n_change == row.n_changed:
+                which = f"all {change}"
+            else:
+                which = f"most often {change}: {row.n_change} of the {row.n_changed}"
+            changes.append(
+                markup(
+                    "between {} {} and {} in {} of {} pairs ({})",
+                    code(axis),
+                    fmt_value(row.from_value),
+                    fmt_value(row.to_value),
+                    row.n_changed,
+                    row.n_pairs,
+                    which,
+                )
+            )
+    sentences = []
+    if changes:
+        sentences.append(markup("The verdict changes {}.", Markup("; ").join(changes)))
+    if steady:
+        sentences.append(
+            markup(
+                "It is the same at every pair of adjacent values of {}.",
+                Markup(", ").join(steady),
+            )
+        )
+    return Markup(" ").join(sentences)
+
+
+def claim_paragraph(
+    share: pd.Series, holds: pd.DataFrame, breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]
+) -> Paragraph:
+    """One claim across the conditions: its shares of verdicts, where one verdict holds, where it changes."""
+    claim = bold(share["claim_id"])
+    kind = " (check of the pipeline)" if share["kind"] == CHECK else ""
+    total = int(share["n_conditions"])
+    if share[f"n_{NOT_MEASURED}"] == total:
+        return Paragraph(markup("{}{}: not measured in any of the {} conditions.", claim, kind, total))
+    uniform = [v for v in VERDICTS if share[f"n_{v}"] == total]
+    if uniform:
+        return Paragraph(markup("{}{}: {} in all {} conditions.", claim, kind, _word(uniform[0]), total))
+    parts = [markup("{}{}: {}.", claim, kind, _share_text(share))]
+    if axes_q:
+        parts.append(_holds_text(holds, axes_q))
+        parts.append(_breaks_text(breaks, axes_q))
+    return Paragraph(Markup(" ").join(p for p in parts if p))
+
+
+def shares_table(shares: pd.DataFrame) -> Table:
+    """Claim, kind, conditions, then "count (share)" per verdict."""
+    rows = [
+        [
+            str(row["claim_id"]),
+            str(row["kind"]),
+            str(int(row["n_conditions"])),
+            *[f"{int(row[f'n_{v}'])} ({row[f'share_{v}']:.0%})" if row[f"n_{v}"] else "0" for v in VERDICTS],
+        ]
+        for _, row in shares.iterrows()
+    ]
+    headers = ["claim", "kind", "conditions", *[_word(v) for v in VERDICTS]]
+    return Table(headers, rows, numeric=range(2, len(headers)))
+
+
+def _axes_text(axes_q: Mapping[str, Sequence], n_conditions: int) -> Markup:
+    varied = [(key, values) for key, values in axes_q.items() if len(values) > 1]
+    fixed = [(key, values) for key, values in axes_q.items() if len(values) <= 1]
+    if varied:
+        listed = Markup(", ").join(
+            markup("{} ({})", code(key), ", ".join(fmt_value(v) for v in values)) for key, values in varied
+        )
+        text = markup("{} conditions: every combination of {}.", n_conditions, listed)
+    else:
+        text = markup("{} condition(s); no axis takes more than one value.", n_conditions)
+    for key, values in fixed:
+        value = fmt_value(values[0]) if values else "none"
+        text += markup(" {} takes one value ({}): no verdict can change along it.", code(key), value)
+    return text
+
+
+def method_paragraph(seeds: int, n_cells: int, confidence: str | None = None) -> Paragraph:
+    """How each cell of the atlas is decided, and what the atlas does not do."""
+    level = (
+        f" Each cell's interval is a {confidence} interval, not adjusted across the atlas's {n_cells} cells."
+        if confidence
+        else ""
+    )
+    return Paragraph(
+        "Each cell of the atlas is one claim of questions 1–3 decided again in one training condition, by "
+        "the same rule and margins as the main claims table, on the first "
+        f"{seeds} discovery seed{'s' if seeds != 1 else ''}. The atlas has no replication block and no "
+        "threshold grid: each cell is one decision. A question's conditions are every combination of the "
+        "values of the axes it varies. Where one verdict holds: the axis values at which the claim has the "
+        "same verdict in every condition with that value. Where it changes: pairs of conditions that "
+        "differ only in one axis, at adjacent values in config order, whose two verdicts differ." + level
+    )
+
+
+def _seeds_note(frame: pd.DataFrame, seeds: int) -> list[Block]:
+    fewer = frame[(frame["n_seeds"] > 0) & (frame["n_seeds"] < seeds)]
+    if fewer.empty:
+        return []
+    return [
+        Paragraph(
+            f"In {len(fewer)} of {len(frame)} cells the decision used fewer than {seeds} seeds "
+            f"(as few as {int(fewer['n_seeds'].min())}; see the cell's detail in the atlas table).",
+            note=True,
+        )
+    ]
+
+
+def atlas_section(
+    frame: pd.DataFrame,
+    axes: Axes,
+    figures: Mapping[str, Figure],
+    seeds: int,
+    confidence: str | None = None,
+) -> Section:
+    """The atlas section: method, then per question its verdict map, shares table and one line per claim.
+
+    frame: the atlas table; axes: question -> {axis key -> values in config order}; figures: embedded
+    figures by name (the report's ReportInputs.figures; atlas_<question> is shown when present); seeds:
+    the number of discovery seeds each cell is decided on; confidence: the level as printed ("95%").
+    A question without atlas rows is left out.
+    """
+    blocks: list[Block] = [method_paragraph(seeds, len(frame), confidence)]
+    questions = [q for q in ATLAS_QUESTIONS if len(frame) and (frame["question"] == q).any()]
+    if not questions:
+        blocks.append(Paragraph("The atlas table has no rows: no condition was decided."))
+        return Section("atlas", "Verdict atlas (questions 1–3 across training conditions)", blocks)
+    blocks += _seeds_note(frame, seeds)
+    shares = verdict_shares(frame)
+    holds = where_it_holds(frame, axes)
+    breaks = where_it_breaks(frame, axes)
+    for question in questions:
+        part = frame[frame["question"] == question]
+        axes_q = question_axes(axes, question)
+        n_conditions = len(condition_table(part, axes_q))
+        blocks.append(Heading(f"Question {ATLAS_QUESTIONS[question]} ({question}) across conditions"))
+        blocks.append(Paragraph(_axes_text(axes_q, n_conditions)))
+        figure = figures.get(f"atlas_{question}")
+        if figure is not None:
+            blocks.append(figure)
+        q_shares = shares[shares["question"] == question]
+        blocks.append(Heading("Conditions per verdict", 4))
+        blocks.append(shares_table(q_shares))
+        blocks.append(Heading("Per claim", 4))
+        for _, share in q_shares.iterrows():
+            claim = share["claim_id"]
+            blocks.append(
+                claim_paragraph(
+                    share,
+                    holds[(holds["question"] == question) & (holds["claim_id"] == claim)],
+                    breaks[(breaks["question"] == question) & (breaks["claim_id"] == claim)],
+                    axes_q,
+                )
+            )
+    return Section("atlas", "Verdict atlas (questions 1–3 across training conditions)", blocks)
