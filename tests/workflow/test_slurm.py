@@ -9,6 +9,7 @@ the runs fail. Needs root and apt-get (or SLURM already installed); skipped with
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -33,7 +35,8 @@ STOP_TIMEOUT = 40
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 DAEMON_PID_FILES = ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"]
 # Rules that only combine, measure, plot or report: they must never wait in a SLURM queue.
-LOCAL_RULE_PREFIXES = ("aggregate_", "measure_", "compute_", "plot_", "render_")
+LOCAL_RULE_PREFIXES = ("aggregate_", "measure_", "compute_", "plot_", "render_", "collect_")
+ATLAS_GROUP = 3  # atlas conditions per sbatch job in the grouped run (the profile's default is 50)
 
 
 def _skip_reason() -> str | None:
@@ -175,6 +178,7 @@ def runs(cluster, tmp_path_factory) -> dict[str, Run]:
     tables = [f"results/tables/{q}_{kind}.parquet" for q in QUESTIONS for kind in TABLE_KINDS]
     gpu = tmp_path_factory.mktemp("slurm_gpu")
     fail = tmp_path_factory.mktemp("slurm_fail")
+    atlas = copy_workflow(tmp_path_factory.mktemp("slurm_atlas"))
     started = {
         "smoke": (
             smoke,
@@ -188,6 +192,22 @@ def runs(cluster, tmp_path_factory) -> dict[str, Run]:
             ),
         ),
         "fail": (fail, *_start_run(cluster, fail, ["--snakefile", str(SLURM_DIR / "fail.smk"), *PROFILES])),
+        # The smoke atlas (2 x 2 conditions) grouped ATLAS_GROUP conditions per sbatch job.
+        "atlas": (
+            atlas,
+            *_start_run(
+                cluster,
+                atlas,
+                [
+                    "results/tables/atlas_claims.parquet",
+                    *PROFILES,
+                    "--group-components",
+                    f"atlas={ATLAS_GROUP}",
+                    "--configfile",
+                    "config/smoke.yaml",
+                ],
+            ),
+        ),
     }
     done = _wait_all(started)
     for name, run in done.items():
@@ -265,6 +285,31 @@ def test_gpu_rule_gets_a_gpu_and_falls_back_to_cpu(runs, cluster):
         assert gpu_saw["device"] == "cpu"
         log = (run.workdir / "logs/gpu_check.log").read_text()
         assert "WARNING" in log and "CUDA_VISIBLE_DEVICES=0" in log and "falling back to CPU" in log
+
+
+@needs_cluster
+def test_atlas_conditions_are_grouped_into_few_sbatch_jobs(runs, cluster):
+    """4 conditions (one training job each, every question's arms) go ATLAS_GROUP to an sbatch job."""
+    run = runs["atlas"]
+    assert run.returncode == 0, run.output[-5000:]
+    config = _smoke_config(run.workdir)
+    seeds = config["init"]["seeds"][: config["atlas"]["seeds"]]
+    conditions = math.prod(len(values) for values in config["atlas"]["axes"].values())
+    assert conditions == 4
+    assert len(list(run.workdir.glob("results/atlas/*/metrics.parquet"))) == conditions
+    table = pd.read_parquet(run.workdir / "results/tables/atlas_claims.parquet")
+    assert table["condition"].nunique() == conditions and set(table["question"]) == set(QUESTIONS)
+
+    shown = [cluster.scontrol_job(job_id) for job_id in run.slurm_jobs()]
+    assert all(job["JobState"] == "COMPLETED" for job in shown), shown
+    comments = [job["Comment"] for job in shown]
+    datasets = [c for c in comments if c.startswith("rule_generate_dataset")]
+    decided = [c for c in comments if c.startswith("rule_decide_atlas_question")]
+    grouped = [c for c in comments if c not in datasets + decided]
+    assert len(datasets) == len(seeds) and len(decided) == len(QUESTIONS), comments
+    print(f"atlas: {conditions} training jobs -> {len(grouped)} grouped sbatch jobs: {grouped}")
+    assert len(grouped) == math.ceil(conditions / ATLAS_GROUP), comments
+    assert "localrule collect_atlas:" in run.output
 
 
 @needs_cluster

@@ -151,3 +151,52 @@ def test_tables_are_byte_identical_across_runs(finished, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:]
     for target in targets:
         assert digest(again / target) == digest(finished / target), target
+
+
+ATLAS_BASE = "activation=sigmoid,loss=mse,lr=0.003"  # the smoke atlas's condition equal to the base config
+
+
+def test_the_atlas_table_has_every_cell_with_its_axis_values(smoke_workdir):
+    table = pd.read_parquet(smoke_workdir / "results/tables/atlas_claims.parquet")
+    assert list(table.columns[:6]) == [
+        "claim_id",
+        "question",
+        "condition",
+        "training.lr",
+        "network.activation",
+        "training.loss",
+    ]
+    assert {"statistic", "ci_low", "ci_high", "verdict", "n_seeds"} <= set(table.columns)
+    assert set(table["verdict"]) <= {"supported", "contradicted", "inconclusive", "not_measured"}
+    claims = pd.read_parquet(smoke_workdir / "results/tables/claims.parquet")
+    for question in QUESTIONS:
+        mine = table[table["question"] == question]
+        assert mine["condition"].nunique() == 4
+        expected = claims.loc[claims["question"] == question, "claim_id"].tolist()
+        assert len(mine) == 4 * len(expected)  # every claim of the question in every condition
+    row = table[(table["condition"] == "activation=tanh,loss=mse,lr=0.01")].iloc[0]
+    assert (row["training.lr"], row["network.activation"], row["training.loss"]) == (0.01, "tanh", "mse")
+
+
+def test_an_atlas_cell_at_the_base_setting_is_the_main_table_s_discovery_verdict(smoke_workdir):
+    """Same seeds, same training, same rule: the cell equals the claims table (the atlas adds no rule)."""
+    table = pd.read_parquet(smoke_workdir / "results/tables/atlas_claims.parquet")
+    cell = table[table["condition"] == ATLAS_BASE].set_index("claim_id")
+    claims = pd.read_parquet(smoke_workdir / "results/tables/claims.parquet").set_index("claim_id")
+    main = claims.loc[cell.index]
+    assert len(cell) > 10
+    assert (cell["verdict"] == main["verdict"]).all()
+    assert (cell["n_seeds"] == main["n_seeds"]).all()
+    for column in ("statistic", "ci_low", "ci_high"):
+        pd.testing.assert_series_equal(cell[column], main[column], check_names=False)
+    # the other cells were trained at other settings: some statistic differs from the base cell's
+    other = table[table["condition"] == "activation=tanh,loss=mse,lr=0.01"].set_index("claim_id")
+    assert (other["statistic"] - cell["statistic"]).abs().max() > 1e-6
+
+
+def test_the_report_has_the_atlas_section_and_its_maps(smoke_workdir):
+    html = (smoke_workdir / "results/report/index.html").read_text()
+    assert "<h2 id='atlas'>Verdict atlas" in html
+    for question in QUESTIONS:
+        assert f'data-figure="atlas_{question}"' in html
+        assert (smoke_workdir / f"results/figures/atlas_{question}.png").stat().st_size > 1000

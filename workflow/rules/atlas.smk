@@ -1,86 +1,93 @@
 # The verdict atlas (docs/atlas.md): every claim of questions 1-3 decided again in every condition of the
-# config's `atlas:` grid. One training job per (question, condition) trains all the question's arms in one
-# process, one job decides its claims, one collects every cell; on SLURM a condition's two jobs share the
-# group "atlas" (profiles/slurm groups many conditions per sbatch job).
+# config's `atlas:` grid. One training job per condition trains every arm of every question with that
+# condition in one process (start-up, ~3-5 s, would otherwise be most of a job); one job per question
+# measures and decides its cells; one collects them. On SLURM the training jobs share the group "atlas",
+# which profiles/slurm submits 50 conditions to an sbatch job.
 
 
 wildcard_constraints:
     condition="[^/]+",
 
 
-def atlas_cell(wildcards):
-    return atlas_cfg.find_condition(config, wildcards.question, wildcards.condition)
+ATLAS_PLAN = atlas_cfg.Plan.from_config(config)  # every condition, indexed once
+
+
+def atlas_condition_seeds(wildcards):
+    """Every seed the condition's questions use (each a prefix of its discovery block)."""
+    return ATLAS_PLAN.seeds_of(config, wildcards.condition)
 
 
 def atlas_datasets(wildcards):
-    """The data sets of the cell's seeds (a prefix of the question's discovery block)."""
-    return [
-        dataset_path(seed) for seed in atlas_cfg.atlas_seeds(config, wildcards.question)
-    ]
+    return [dataset_path(seed) for seed in atlas_condition_seeds(wildcards)]
 
 
-def atlas_cell_files():
-    return [
-        f"results/atlas/{c.question}/{c.name}/claims.parquet"
-        for c in atlas_cfg.all_conditions(config)
-    ]
+def atlas_question_tables(kind):
+    """Input function: table `kind` of every condition of the question, in config order."""
+
+    def tables(wildcards):
+        return [
+            f"results/atlas/{name}/{kind}.parquet"
+            for name in ATLAS_PLAN.cells(wildcards.question)
+        ]
+
+    return tables
 
 
 rule train_atlas_condition:
     input:
         datasets=atlas_datasets,
     output:
-        metrics="results/atlas/{question}/{condition}/metrics.parquet",
-        weights="results/atlas/{question}/{condition}/weights.parquet",
-        units="results/atlas/{question}/{condition}/units.parquet",
+        metrics="results/atlas/{condition}/metrics.parquet",
+        weights="results/atlas/{condition}/weights.parquet",
+        units="results/atlas/{condition}/units.parquet",
     log:
-        "logs/atlas/train/{question}/{condition}.log",
+        "logs/atlas/train/{condition}.log",
     benchmark:
-        "benchmarks/atlas/train/{question}/{condition}.tsv"
+        "benchmarks/atlas/train/{condition}.tsv"
     group:
         "atlas"
     threads: config["compute"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=1000,  # 10 seeds of question 2's traces every 2 steps: ~300 MB
+        runtime=15,  # minutes; under a minute per condition on one core
         gpu=MLP_GPUS,
     params:
-        specs=lambda wildcards: atlas_cfg.condition_specs(
-            config, wildcards.question, wildcards.condition
-        ),
+        specs=lambda wildcards: ATLAS_PLAN.specs(config, wildcards.condition),
+        seeds=atlas_condition_seeds,
         device=config["compute"]["device"],
     script:
         "../../scripts/train_atlas_condition.py"
 
 
-rule decide_atlas_condition:
+rule decide_atlas_question:
     input:
-        metrics="results/atlas/{question}/{condition}/metrics.parquet",
-        weights="results/atlas/{question}/{condition}/weights.parquet",
-        units="results/atlas/{question}/{condition}/units.parquet",
+        metrics=atlas_question_tables("metrics"),
+        weights=atlas_question_tables("weights"),
+        units=atlas_question_tables("units"),
     output:
-        claims="results/atlas/{question}/{condition}/claims.parquet",
+        claims="results/atlas/claims_{question}.parquet",
     log:
-        "logs/atlas/decide/{question}/{condition}.log",
+        "logs/atlas/decide_{question}.log",
     benchmark:
-        "benchmarks/atlas/decide/{question}/{condition}.tsv"
-    group:
-        "atlas"
+        "benchmarks/atlas/decide_{question}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=2000,
+        runtime=60,
     params:
-        labels=lambda wildcards: atlas_cell(wildcards).labels,
+        cells=lambda wildcards: ATLAS_PLAN.cells(wildcards.question),
         seeds=lambda wildcards: atlas_cfg.atlas_seeds(config, wildcards.question),
         analysis=config["analysis"],
     script:
-        "../../scripts/decide_atlas_condition.py"
+        "../../scripts/decide_atlas_question.py"
 
 
 rule collect_atlas:
     input:
-        cells=atlas_cell_files(),
+        cells=expand(
+            "results/atlas/claims_{question}.parquet",
+            question=atlas_cfg.atlas_questions(config),
+        ),
     output:
         claims="results/tables/atlas_claims.parquet",
     log:

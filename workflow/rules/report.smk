@@ -55,7 +55,9 @@ REPORT_SETTINGS = {
     "finetune": config["finetune"],
     # normalised here, so that the report job need not import dlatoms.finetune.config (torch)
     "finetune_recommended": finetune_cfg.recommended(config),
-    "atlas_axes": {q: atlas_cfg.figure_axes(config, q) for q in atlas_cfg.atlas_questions(config)},
+    "atlas_axes": {
+        q: atlas_cfg.figure_axes(config, q) for q in atlas_cfg.atlas_questions(config)
+    },
     "atlas_seeds": atlas_cfg.atlas_section(config).get("seeds", 10),
     "finetune_comparisons": {
         entry["label"]: {

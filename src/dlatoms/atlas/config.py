@@ -116,8 +116,8 @@ def all_conditions(config: Mapping) -> list[Condition]:
 
 def condition_config(config: Mapping, condition: Condition) -> dict:
     """The config with the condition's values in its question's network/training section."""
-    changed = copy.deepcopy(dict(config))
-    section = changed[condition.question]
+    changed = dict(config)  # the other sections are shared, not copied: nothing here changes them
+    section = changed[condition.question] = copy.deepcopy(dict(config[condition.question]))
     for key, value in condition.values:
         part, name = key.split(".", 1)
         section.setdefault(part, {})[name] = copy.deepcopy(value)
@@ -126,17 +126,67 @@ def condition_config(config: Mapping, condition: Condition) -> dict:
     return changed
 
 
-def find_condition(config: Mapping, question: str, name: str) -> Condition:
-    for condition in conditions(config, question):
-        if condition.name == name:
-            return condition
-    raise ConfigError(f"config.atlas: no condition {name!r} of question {question!r} in this config")
+@dataclass(frozen=True)
+class Plan:
+    """Every condition of the config, indexed once (the workflow's input functions run once per job)."""
+
+    questions: tuple[str, ...]
+    by_question: Mapping[str, tuple[Condition, ...]]
+    by_name: Mapping[str, Mapping[str, Condition]]  # condition name -> question -> its condition
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> Plan:
+        questions = tuple(atlas_questions(config))
+        by_question = {q: tuple(conditions(config, q)) for q in questions}
+        by_name: dict[str, dict[str, Condition]] = {}
+        for question in questions:
+            for condition in by_question[question]:
+                by_name.setdefault(condition.name, {})[question] = condition
+        return cls(questions, by_question, by_name)
+
+    def names(self) -> list[str]:
+        """Every condition name, once (one training job each), in question then config order."""
+        return list(self.by_name)
+
+    def questions_of(self, name: str) -> list[str]:
+        return list(self.by_name.get(name, {}))
+
+    def specs(self, config: Mapping, name: str) -> list[dict]:
+        """The training spec of every arm of every question with condition `name` (its job's params).
+
+        Conditions of the same name hold the same values, so one job trains them all (starting Python and
+        torch once for 19 arms instead of once per question).
+        """
+        if name not in self.by_name:
+            raise ConfigError(f"config.atlas: no condition {name!r} in this config")
+        specs = []
+        for question, condition in self.by_name[name].items():
+            changed = condition_config(config, condition)
+            specs += [arm_spec(changed, question, arm) for arm in arm_names(changed, question)]
+        return specs
+
+    def cells(self, question: str) -> dict[str, dict[str, Any]]:
+        """The question's conditions: name -> its axis values as the atlas table holds them, config order."""
+        return {c.name: c.labels for c in self.by_question.get(question, ())}
+
+    def seeds_of(self, config: Mapping, name: str) -> list[int]:
+        """Every seed the condition's training job uses (each question's prefix of its discovery block)."""
+        return sorted({s for q in self.questions_of(name) for s in atlas_seeds(config, q)})
 
 
-def condition_specs(config: Mapping, question: str, name: str) -> list[dict]:
-    """The training spec of every arm of the question in the condition (params of its training job)."""
-    changed = condition_config(config, find_condition(config, question, name))
-    return [arm_spec(changed, question, arm) for arm in arm_names(changed, question)]
+def condition_names(config: Mapping) -> list[str]:
+    """Every condition name of any question, once, in question then config order (one training job each)."""
+    return Plan.from_config(config).names()
+
+
+def condition_questions(config: Mapping, name: str) -> list[str]:
+    """The questions that have condition `name` (all covered questions unless they have axes of their own)."""
+    return Plan.from_config(config).questions_of(name)
+
+
+def condition_specs(config: Mapping, name: str) -> list[dict]:
+    """The training specs of condition `name` (Plan.specs)."""
+    return Plan.from_config(config).specs(config, name)
 
 
 def figure_axes(config: Mapping, question: str) -> dict[str, list]:
@@ -197,8 +247,11 @@ def check_atlas(config: Mapping, schema_path: str | Path) -> None:
     for where, axes in places:
         for key, values in axes.items():
             if key not in allowed:
+                part, _, name = key.partition(".")
+                own = [k.split(".", 1)[1] for k in allowed if k.startswith(f"{part}.")]
+                hint = did_you_mean(name, own).replace("'", f"'{part}.", 1) if own else ""
                 raise ConfigError(
-                    f"{where}.{key}: not an axis{did_you_mean(key, allowed)}; an axis is a key of a "
+                    f"{where}.{key}: not an axis{hint or did_you_mean(key, allowed)}; an axis is a key of a "
                     f"question's network or training section: {', '.join(allowed)}"
                 )
             labels = [value_label(v) for v in values]

@@ -1,7 +1,7 @@
 """Entry points of the atlas's rule scripts: plain values from `snakemake.*` in, files out.
 
-Training a condition is dlatoms.mlp.jobs.train_arms_job (every arm of the question in one process);
-deciding it and collecting the cells are here, torch-free.
+Training a condition is dlatoms.mlp.jobs.train_arms_job (every arm of every question with that condition,
+in one process); deciding a question's cells and collecting them are here, torch-free.
 """
 
 from __future__ import annotations
@@ -17,36 +17,48 @@ from dlatoms.core.jobs import job_logging
 from dlatoms.core.verdicts import VERDICTS
 
 
-def decide_condition_job(
+def decide_question_job(
     question: str,
-    condition: str,
-    labels: Mapping[str, Any],
+    cells: Mapping[str, Mapping[str, Any]],
     seeds: Sequence[int],
-    inputs: Mapping[str, str],
+    inputs: Mapping[str, Sequence[str]],
     analysis: Mapping,
     output: str,
     log_path: str,
 ) -> None:
-    """Rule entry point: the per-seed measures of one (question, condition) and its claims decided."""
+    """Rule entry point: every cell of one question measured and decided, one condition at a time.
+
+    cells: condition name -> its axis values, in the order of `inputs[kind]` (the conditions' metrics,
+    weights and units tables, which also hold the other questions' runs of the same condition).
+    """
     from dlatoms.atlas.cells import decide_cell
     from dlatoms.mlp.jobs import question_measures
     from dlatoms.mlp.measures import AnalysisSpec
 
     with job_logging(log_path) as log:
+        spec = AnalysisSpec.from_params(analysis)
         started = time.perf_counter()
-        tables = {name: pd.read_parquet(path) for name, path in inputs.items()}
-        measures = question_measures(question, tables, AnalysisSpec.from_params(analysis))["measures"]
-        cell = decide_cell(question, measures, seeds, analysis, condition, dict(labels))
-        write_parquet_atomic(cell, output)
-        counts = cell["verdict"].value_counts()
-        log.info(
-            "%s %s: %d claims in %.1f s: %s",
-            question,
-            condition,
-            len(cell),
-            time.perf_counter() - started,
-            ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts),
-        )
+        frames = []
+        for i, (condition, labels) in enumerate(cells.items()):
+            tables = {
+                kind: pd.read_parquet(paths[i], filters=[("question", "==", question)])
+                for kind, paths in inputs.items()
+            }
+            measures = question_measures(question, tables, spec)["measures"]
+            cell = decide_cell(question, measures, seeds, analysis, condition, dict(labels))
+            counts = cell["verdict"].value_counts()
+            log.info(
+                "%s %s (%d of %d): %s",
+                question,
+                condition,
+                i + 1,
+                len(cells),
+                ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts),
+            )
+            frames.append(cell)
+        frame = pd.concat(frames, ignore_index=True)
+        write_parquet_atomic(frame, output)
+        log.info("%d cells of %s decided in %.1f s", len(cells), question, time.perf_counter() - started)
 
 
 def collect_atlas_job(

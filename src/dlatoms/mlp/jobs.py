@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from dlatoms.core.io import (
-    write_parquet_atomic,
-)
+from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
-from dlatoms.core.stats import BootstrapSpec
-from dlatoms.core.verdicts import log_claims
-from dlatoms.mlp.claim_context import ClaimTables
-from dlatoms.mlp.claims import arm_summaries, evaluate_claims
-from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
-from dlatoms.mlp.measures import (
-    AnalysisSpec,  # noqa: E402
-    init_seed_measures,
-    layer_changes,
-    layer_convergence,
-    regularization_seed_measures,
-)
+
+# The claims, measures and statistics modules (scipy: ~1 s) are imported by the entry points that use them,
+# so that a training job (one per arm, one per atlas condition) starts without them.
+if TYPE_CHECKING:
+    from dlatoms.mlp.measures import AnalysisSpec
 
 log = logging.getLogger(__name__)
 
 
 def generate_dataset_job(data: dict, seed: int, output: str, log_path: str) -> None:
+    from dlatoms.mlp.data import MixtureSpec, generate_mixture, save_mixture
+
     with job_logging(log_path):
         frame = generate_mixture(MixtureSpec.from_config(data), seed)
         save_mixture(frame, output)
@@ -44,18 +38,19 @@ def train_arm_job(
     device: str = "cpu",
 ) -> None:
     """Rule entry point: one arm of a question, every seed, its metrics/weights/units tables."""
-    train_arms_job([spec], datasets, outputs, threads, log_path, device)
+    paths = dict(zip(spec["seeds"], datasets, strict=True))
+    train_arms_job([spec], paths, outputs, threads, log_path, device)
 
 
 def train_arms_job(
     specs: Sequence[dict],
-    datasets: Sequence[str],
+    datasets: Mapping[int, str],
     outputs: dict[str, str],
     threads: int,
     log_path: str,
     device: str = "cpu",
 ) -> None:
-    """Train every arm of `specs` (same seeds, one data set per seed) and write their tables together.
+    """Train every arm of `specs` (`datasets`: seed -> its data set) and write their tables together.
 
     `device` is the config's compute.device (cpu, cuda or auto); without CUDA it falls back to the CPU with
     a warning. The arms train one after the other in this process, so a job of many small arms (an atlas
@@ -70,11 +65,12 @@ def train_arms_job(
     with job_logging(log_path):
         torch.set_num_threads(threads)
         chosen = str(select_device(device))
-        input_dim = len([c for c in pd.read_parquet(datasets[0]).columns if c.startswith("x")])
+        first = next(iter(datasets.values()))
+        input_dim = len([c for c in pd.read_parquet(first).columns if c.startswith("x")])
         started = time.perf_counter()
         parts: dict[str, list[pd.DataFrame]] = {name: [] for name in outputs}
         for i, spec in enumerate(specs, start=1):
-            paths = dict(zip(spec["seeds"], datasets, strict=True))
+            paths = {seed: datasets[seed] for seed in spec["seeds"]}
             arm = ArmSpec.from_params({**spec, "device": chosen}, input_dim)
             log.info(
                 "training %s/%s (%d of %d): %d seeds, %d steps, hidden %s, %s, %s, lr %g, init %s, "
@@ -116,6 +112,13 @@ def question_measures(
     question: str, tables: dict[str, pd.DataFrame], spec: AnalysisSpec
 ) -> dict[str, pd.DataFrame]:
     """The per-seed `measures` of one question from its metrics/weights/units (layers: also `changes`)."""
+    from dlatoms.mlp.measures import (
+        init_seed_measures,
+        layer_changes,
+        layer_convergence,
+        regularization_seed_measures,
+    )
+
     if question == "init":
         return {"measures": init_seed_measures(tables["metrics"], tables["units"], spec)}
     if question == "layers":
@@ -133,8 +136,7 @@ def measure_question_job(
     question: str, inputs: dict[str, str], analysis: dict, outputs: dict[str, str], log_path: str
 ) -> None:
     """Rule entry point: the per-seed measures of one question (layers also writes its change table)."""
-    from dlatoms.core.io import write_parquet_atomic
-    from dlatoms.core.jobs import job_logging
+    from dlatoms.mlp.measures import AnalysisSpec
 
     with job_logging(log_path) as log:
         spec = AnalysisSpec.from_params(analysis)
@@ -164,6 +166,12 @@ def compute_claims_job(
     `regularization_metrics`, `regularization_weights`, `regularization_units`) to parquet paths; `blocks`
     maps each question to its "discovery" and "replication" seeds; `analysis` is the config's `analysis`.
     """
+    from dlatoms.core.stats import BootstrapSpec
+    from dlatoms.core.verdicts import log_claims
+    from dlatoms.mlp.claim_context import ClaimTables
+    from dlatoms.mlp.claims import arm_summaries, evaluate_claims
+    from dlatoms.mlp.measures import AnalysisSpec
+
     with job_logging(log_path) as log:
         tables = ClaimTables.from_frames({name: pd.read_parquet(path) for name, path in inputs.items()})
         spec, bootstrap = AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
