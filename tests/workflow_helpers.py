@@ -52,8 +52,9 @@ def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Com
 def planned_jobs(output: str) -> list[tuple[str, str]]:
     """(rule, wildcards) of each job a dry run plans, from its printed job descriptions."""
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        match = re.match(r"(?:local)?rule (\w+):", block)
+    # A job of a group (the atlas's) is printed indented under its "Group job" line, also when run locally.
+    for block in re.split(r"\n(?=[ \t]*(?:local)?rule \w+:)", output):
+        match = re.match(r"[ \t]*(?:local)?rule (\w+):", block)
         if not match:
             continue
         wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)

@@ -30,28 +30,33 @@ def test_the_default_atlas_has_24_conditions_per_question_at_10_seeds(default):
     for question in ("init", "layers", "regularization"):
         assert len(atlas.conditions(default, question)) == 24
         assert atlas.atlas_seeds(default, question) == list(range(10))
-    assert len(atlas.condition_names(default)) == 24  # shared axes: one training job per condition
+    assert len(atlas.all_conditions(default)) == 72  # one training job per (question, condition)
     atlas.check_atlas(default, SCHEMA)
 
 
 def test_a_condition_is_named_by_its_values_and_keeps_its_name_when_values_are_added(default):
     config = with_atlas(default, seeds=3, axes={"training.lr": [0.01, 0.001], "network.activation": ["tanh"]})
-    names = atlas.condition_names(config)
+    names = [c.name for c in atlas.conditions(config, "init")]
     assert names == ["activation=tanh,lr=0.01", "activation=tanh,lr=0.001"]
     config["atlas"]["axes"]["training.lr"].insert(0, 0.1)
     config["atlas"]["axes"]["network.activation"].append("relu")
-    grown = atlas.condition_names(config)
+    grown = [c.name for c in atlas.conditions(config, "init")]
     assert set(names) < set(grown) and len(grown) == 6
     # the order of the axes in the config does not change a name
     config["atlas"]["axes"] = dict(reversed(list(config["atlas"]["axes"].items())))
-    assert set(atlas.condition_names(config)) == set(grown)
+    assert {c.name for c in atlas.conditions(config, "init")} == set(grown)
 
 
 def test_a_condition_overrides_the_question_section_and_the_arms_keep_their_own(default):
     config = with_atlas(default, seeds=4, axes={"training.steps": [100], "network.hidden_sizes": [[8, 4]]})
-    [name] = atlas.condition_names(config)
+    [condition] = atlas.conditions(config, "init")
+    name = condition.name
     assert name == "hidden_sizes=8x4,steps=100"
-    specs = {(s["question"], s["arm"]): s for s in atlas.condition_specs(config, name)}
+    specs = {
+        (s["question"], s["arm"]): s
+        for question in ("init", "layers", "regularization")
+        for s in atlas.condition_specs(config, question, name)
+    }
     assert len(specs) == 12 + 1 + 6  # every arm of every question
     assert specs["init", "xavier"]["training"]["steps"] == 100
     assert specs["init", "ones_long"]["training"]["steps"] == 2000  # the arm's own override wins
@@ -70,7 +75,8 @@ def test_question_axes_add_an_axis_or_replace_shared_values_for_one_question(def
     assert len(atlas.conditions(config, "init")) == 2
     layers = [c.name for c in atlas.conditions(config, "layers")]
     assert layers == ["hidden_sizes=4x4x4,lr=0.03", "hidden_sizes=8x8x8,lr=0.03"]
-    assert atlas.condition_questions(config, "lr=0.01") == ["init", "regularization"]
+    with pytest.raises(ConfigError, match="no condition 'lr=0.01' of question 'layers'"):
+        atlas.condition_specs(config, "layers", "lr=0.01")
     assert atlas.axis_columns(config) == ["training.lr", "network.hidden_sizes"]
     base = atlas.base_values(config)
     assert base["init"] == {"network.hidden_sizes": "100x100"} and base["layers"] == {}

@@ -68,19 +68,31 @@ STYLE_RULES = {
     "render_report",
     "all",
 }
-# The smoke atlas: 2 x 2 conditions, a training job each (all questions' arms), a decision job per question.
+# The smoke atlas: 2 x 2 conditions per question, a training job each; a decision job per question.
 ATLAS_CONDITIONS = [
     f"activation={a},loss=mse,lr={lr}" for a in ("sigmoid", "tanh") for lr in ("0.003", "0.01")
 ]
-ATLAS_MAPS = {"plot_figure/atlas_init", "plot_figure/atlas_layers", "plot_figure/atlas_regularization"}
-ATLAS_DECIDED = {"decide_atlas_question", "collect_atlas"} | ATLAS_MAPS | {"render_report", "all"}
-ATLAS_RETRAINED = {"train_atlas_condition"} | ATLAS_DECIDED
+QUESTIONS_1_3 = ("init", "layers", "regularization")
+ATLAS_MAPS = {f"plot_figure/atlas_{q}" for q in QUESTIONS_1_3}
 STYLE_RULES |= ATLAS_MAPS
-PER_QUESTION = {"decide_atlas_question"}  # one job per question of the atlas
+NEW_LR = [f"activation={a},loss=mse,lr=0.001" for a in ("sigmoid", "tanh")]  # the conditions lr 0.001 adds
 
 
-def atlas_jobs(conditions=ATLAS_CONDITIONS) -> set[tuple[str, str]]:
-    return {("train_atlas_condition", f"condition={c}") for c in conditions}
+def atlas_rules(trained: bool = True) -> set[str]:
+    """The atlas's rules that rerun when cells change (one table collects them: every map redraws)."""
+    return {"decide_atlas_question", "collect_atlas", *ATLAS_MAPS, "render_report", "all"} | (
+        {"train_atlas_condition"} if trained else set()
+    )
+
+
+def atlas_jobs(*questions: str, conditions=ATLAS_CONDITIONS, trained: bool = True) -> set[tuple[str, str]]:
+    """The questions' atlas training jobs (in `conditions`) and their decision jobs."""
+    jobs = {("decide_atlas_question", f"question={q}") for q in questions}
+    if trained:
+        jobs |= {
+            ("train_atlas_condition", f"question={q}, condition={c}") for q in questions for c in conditions
+        }
+    return jobs
 
 
 INIT_ARMS = [
@@ -144,36 +156,37 @@ EDITS = [
         "add_q1_initializer",
         "Add a question 1 initializer (arm)",
         _append(["init", "arms"], {"name": "he", "init": {"name": "he_normal"}}),
-        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | ATLAS_RETRAINED,
-        init_arms("he") | atlas_jobs(),
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | atlas_rules(),
+        init_arms("he") | atlas_jobs("init"),
     ),
     Edit(
         "change_q1_arm_std",
         "Change one question 1 arm's std",
         _set(["init", "arms", 6, "init", "std"], 0.02),  # normal_0.01
-        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | ATLAS_RETRAINED,
-        init_arms("normal_0.01") | atlas_jobs(),
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | atlas_rules(),
+        init_arms("normal_0.01") | atlas_jobs("init"),
     ),
     Edit(
         "change_q1_steps",
         "Change question 1 `training.steps`",
         _set(["init", "training", "steps"], 50),
-        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | ATLAS_RETRAINED,
-        init_arms(*[a for a in INIT_ARMS if a != "ones_long"]) | atlas_jobs(),  # ones_long sets its own steps
+        {"train_arm"} | INIT_DOWNSTREAM | CLAIMS_AND_REPORT | atlas_rules(),
+        # ones_long sets its own steps
+        init_arms(*[a for a in INIT_ARMS if a != "ones_long"]) | atlas_jobs("init"),
     ),
     Edit(
         "add_q3_strength",
         "Add a question 3 strength (arm)",
         _append(["regularization", "arms"], {"name": "l1_0.1", "penalty": {"name": "l1", "strength": 0.1}}),
-        {"train_arm"} | REGULARIZATION_DOWNSTREAM | CLAIMS_AND_REPORT | ATLAS_RETRAINED,
-        {("train_arm", "question=regularization, arm=l1_0.1")} | atlas_jobs(),
+        {"train_arm"} | REGULARIZATION_DOWNSTREAM | CLAIMS_AND_REPORT | atlas_rules(),
+        {("train_arm", "question=regularization, arm=l1_0.1")} | atlas_jobs("regularization"),
     ),
     Edit(
         "change_q2_hidden_sizes",
         "Change question 2 `network.hidden_sizes`",
         _set(["layers", "network", "hidden_sizes"], [8, 8, 4]),
-        {"train_arm"} | LAYERS_DOWNSTREAM | CLAIMS_AND_REPORT | ATLAS_RETRAINED,
-        {("train_arm", "question=layers, arm=xavier")} | atlas_jobs(),
+        {"train_arm"} | LAYERS_DOWNSTREAM | CLAIMS_AND_REPORT | atlas_rules(),
+        {("train_arm", "question=layers, arm=xavier")} | atlas_jobs("layers"),
     ),
     Edit(
         "add_q1_seed",
@@ -192,20 +205,22 @@ EDITS = [
         "change_verdict_threshold",
         "Change a verdict threshold (`analysis.trained_margin`)",
         _set(["analysis", "trained_margin"], 0.2),
-        CLAIMS_AND_REPORT | ATLAS_DECIDED,
+        CLAIMS_AND_REPORT | atlas_rules(trained=False),
+        atlas_jobs(*QUESTIONS_1_3, trained=False),
     ),
     Edit(
         "add_atlas_value",
         "Add a value to an atlas axis (`atlas.axes`)",
         _append(["atlas", "axes", "training.lr"], 0.001),
-        ATLAS_RETRAINED,
-        atlas_jobs([f"activation={a},loss=mse,lr=0.001" for a in ("sigmoid", "tanh")]),
+        atlas_rules(),
+        atlas_jobs(*QUESTIONS_1_3, conditions=NEW_LR),
     ),
     Edit(
         "remove_atlas_value",
         "Remove a value from an atlas axis",
         _set(["atlas", "axes", "network.activation"], ["sigmoid"]),
-        ATLAS_DECIDED,
+        atlas_rules(trained=False),
+        atlas_jobs(*QUESTIONS_1_3, trained=False),
     ),
     Edit(
         "change_q4_small_size",
@@ -226,6 +241,7 @@ TRAINING_RULES = {
     "generate_dataset",
     "train_arm",
     "train_atlas_condition",
+    "decide_atlas_question",  # one per question: compared job by job, as the training jobs
     "pretrain_source",
     "train_finetune_arm",
     "probe_stages",
@@ -254,9 +270,7 @@ def test_an_edit_plans_exactly_the_affected_jobs(smoke_workdir, smoke_config, tm
     assert {job_name(*job) for job in jobs} == edit.rules
     assert {job for job in jobs if job[0] in TRAINING_RULES} == edit.jobs  # e.g. no other arm retrains
     counts = Counter(job_name(*job) for job in jobs)
-    assert all(n == 1 for rule, n in counts.items() if rule not in TRAINING_RULES | PER_QUESTION), counts
-    decided = {w for rule, w in jobs if rule == "decide_atlas_question"}
-    assert decided in (set(), {f"question={q}" for q in ("init", "layers", "regularization")})
+    assert all(n == 1 for rule, n in counts.items() if rule not in TRAINING_RULES), counts
 
 
 def test_reverting_an_edit_plans_nothing(smoke_workdir, smoke_config, tmp_path):

@@ -1,8 +1,8 @@
 # The verdict atlas (docs/atlas.md): every claim of questions 1-3 decided again in every condition of the
-# config's `atlas:` grid. One training job per condition trains every arm of every question with that
-# condition in one process (start-up, ~3-5 s, would otherwise be most of a job); one job per question
-# measures and decides its cells; one collects them. On SLURM the training jobs share the group "atlas",
-# which profiles/slurm submits 50 conditions to an sbatch job.
+# config's `atlas:` grid. One training job per (question, condition) trains every arm of the question in one
+# process (start-up, ~3 s, would otherwise be most of a job); one job per question measures and decides its
+# cells; one collects them. On SLURM the training jobs share the group "atlas", which profiles/slurm submits
+# 50 to an sbatch job.
 
 
 wildcard_constraints:
@@ -12,13 +12,13 @@ wildcard_constraints:
 ATLAS_PLAN = atlas_cfg.Plan.from_config(config)  # every condition, indexed once
 
 
-def atlas_condition_seeds(wildcards):
-    """Every seed the condition's questions use (each a prefix of its discovery block)."""
-    return ATLAS_PLAN.seeds_of(config, wildcards.condition)
+def atlas_seeds(wildcards):
+    """The seeds of the question's cells: a prefix of its discovery block."""
+    return atlas_cfg.atlas_seeds(config, wildcards.question)
 
 
 def atlas_datasets(wildcards):
-    return [dataset_path(seed) for seed in atlas_condition_seeds(wildcards)]
+    return [dataset_path(seed) for seed in atlas_seeds(wildcards)]
 
 
 def atlas_question_tables(kind):
@@ -26,7 +26,7 @@ def atlas_question_tables(kind):
 
     def tables(wildcards):
         return [
-            f"results/atlas/{name}/{kind}.parquet"
+            f"results/atlas/{wildcards.question}/{name}/{kind}.parquet"
             for name in ATLAS_PLAN.cells(wildcards.question)
         ]
 
@@ -37,23 +37,25 @@ rule train_atlas_condition:
     input:
         datasets=atlas_datasets,
     output:
-        metrics="results/atlas/{condition}/metrics.parquet",
-        weights="results/atlas/{condition}/weights.parquet",
-        units="results/atlas/{condition}/units.parquet",
+        metrics="results/atlas/{question}/{condition}/metrics.parquet",
+        weights="results/atlas/{question}/{condition}/weights.parquet",
+        units="results/atlas/{question}/{condition}/units.parquet",
     log:
-        "logs/atlas/train/{condition}.log",
+        "logs/atlas/train/{question}/{condition}.log",
     benchmark:
-        "benchmarks/atlas/train/{condition}.tsv"
+        "benchmarks/atlas/train/{question}/{condition}.tsv"
     group:
         "atlas"
     threads: config["compute"]["threads"]
     resources:
         mem_mb=1000,  # 10 seeds of question 2's traces every 2 steps: ~300 MB
-        runtime=15,  # minutes; under a minute per condition on one core
+        runtime=15,  # minutes; ~20 s per condition on one core
         gpu=MLP_GPUS,
     params:
-        specs=lambda wildcards: ATLAS_PLAN.specs(config, wildcards.condition),
-        seeds=atlas_condition_seeds,
+        specs=lambda wildcards: ATLAS_PLAN.specs(
+            config, wildcards.question, wildcards.condition
+        ),
+        seeds=atlas_seeds,
         device=config["compute"]["device"],
     script:
         "../../scripts/train_atlas_condition.py"
@@ -76,7 +78,7 @@ rule decide_atlas_question:
         runtime=60,
     params:
         cells=lambda wildcards: ATLAS_PLAN.cells(wildcards.question),
-        seeds=lambda wildcards: atlas_cfg.atlas_seeds(config, wildcards.question),
+        seeds=atlas_seeds,
         analysis=config["analysis"],
     script:
         "../../scripts/decide_atlas_question.py"

@@ -144,49 +144,22 @@ class Plan:
                 by_name.setdefault(condition.name, {})[question] = condition
         return cls(questions, by_question, by_name)
 
-    def names(self) -> list[str]:
-        """Every condition name, once (one training job each), in question then config order."""
-        return list(self.by_name)
-
-    def questions_of(self, name: str) -> list[str]:
-        return list(self.by_name.get(name, {}))
-
-    def specs(self, config: Mapping, name: str) -> list[dict]:
-        """The training spec of every arm of every question with condition `name` (its job's params).
-
-        Conditions of the same name hold the same values, so one job trains them all (starting Python and
-        torch once for 19 arms instead of once per question).
-        """
-        if name not in self.by_name:
-            raise ConfigError(f"config.atlas: no condition {name!r} in this config")
-        specs = []
-        for question, condition in self.by_name[name].items():
-            changed = condition_config(config, condition)
-            specs += [arm_spec(changed, question, arm) for arm in arm_names(changed, question)]
-        return specs
+    def specs(self, config: Mapping, question: str, name: str) -> list[dict]:
+        """The training spec of every arm of `question` in condition `name`: its training job's params."""
+        condition = self.by_name.get(name, {}).get(question)
+        if condition is None:
+            raise ConfigError(f"config.atlas: no condition {name!r} of question {question!r} in this config")
+        changed = condition_config(config, condition)
+        return [arm_spec(changed, question, arm) for arm in arm_names(changed, question)]
 
     def cells(self, question: str) -> dict[str, dict[str, Any]]:
         """The question's conditions: name -> its axis values as the atlas table holds them, config order."""
         return {c.name: c.labels for c in self.by_question.get(question, ())}
 
-    def seeds_of(self, config: Mapping, name: str) -> list[int]:
-        """Every seed the condition's training job uses (each question's prefix of its discovery block)."""
-        return sorted({s for q in self.questions_of(name) for s in atlas_seeds(config, q)})
 
-
-def condition_names(config: Mapping) -> list[str]:
-    """Every condition name of any question, once, in question then config order (one training job each)."""
-    return Plan.from_config(config).names()
-
-
-def condition_questions(config: Mapping, name: str) -> list[str]:
-    """The questions that have condition `name` (all covered questions unless they have axes of their own)."""
-    return Plan.from_config(config).questions_of(name)
-
-
-def condition_specs(config: Mapping, name: str) -> list[dict]:
-    """The training specs of condition `name` (Plan.specs)."""
-    return Plan.from_config(config).specs(config, name)
+def condition_specs(config: Mapping, question: str, name: str) -> list[dict]:
+    """The training specs of the question's condition `name` (Plan.specs)."""
+    return Plan.from_config(config).specs(config, question, name)
 
 
 def figure_axes(config: Mapping, question: str) -> dict[str, list]:

@@ -1,7 +1,7 @@
 """Entry points of the atlas's rule scripts: plain values from `snakemake.*` in, files out.
 
-Training a condition is dlatoms.mlp.jobs.train_arms_job (every arm of every question with that condition,
-in one process); deciding a question's cells and collecting them are here, torch-free.
+Training a condition is dlatoms.mlp.jobs.train_arms_job (every arm of the question, in one process);
+deciding a question's cells and collecting them are here, torch-free.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def decide_question_job(
     """Rule entry point: every cell of one question measured and decided, one condition at a time.
 
     cells: condition name -> its axis values, in the order of `inputs[kind]` (the conditions' metrics,
-    weights and units tables, which also hold the other questions' runs of the same condition).
+    weights and units tables).
     """
     from dlatoms.atlas.cells import decide_cell
     from dlatoms.mlp.jobs import question_measures
@@ -40,10 +40,7 @@ def decide_question_job(
         started = time.perf_counter()
         frames = []
         for i, (condition, labels) in enumerate(cells.items()):
-            tables = {
-                kind: pd.read_parquet(paths[i], filters=[("question", "==", question)])
-                for kind, paths in inputs.items()
-            }
+            tables = {kind: pd.read_parquet(paths[i]) for kind, paths in inputs.items()}
             measures = question_measures(question, tables, spec)["measures"]
             cell = decide_cell(question, measures, seeds, analysis, condition, dict(labels))
             counts = cell["verdict"].value_counts()
