@@ -14,12 +14,24 @@ Everything runs in one process with the same number of torch threads:
    share of the measured matmul throughput, whether the 5-seed runs are bit-identical inside the 20-seed
    batches, and the targets of the performance issue (checked on wall time; `--quick` skips them).
 
-The engine is timed through dlatoms.mlp.training.train_seeds, one call per arm (per chunk of seeds), data
-already in memory; its time is the best of 3 repeats. The eager loop trains each run as an nn.Module MLP
-with torch.optim.Adam on the same initial parameters and minibatches, evaluating train/test loss and
-accuracy (and copying the traced weights) at the same steps but computing no unit diagnostics; it runs
-once. Wall and process CPU times are both reported: on a shared machine other processes inflate wall
-time much more than CPU time, and with more torch threads than free cores everything slows down a lot.
+The engine is timed through dlatoms.mlp.training.train_seeds on the CPU, one call per arm (per chunk of
+seeds), data already in memory; its time is the best of 3 repeats. Each repeat, and the eager loop, starts
+with an empty cache of minibatch rows (training.batch_indices keeps a seed's draws for the question's other
+arms), so it draws them once per seed, as a pipeline job training a question's arms does. The eager loop
+trains each run as an nn.Module MLP with torch.optim.Adam on the same initial parameters and minibatches,
+evaluating train/test loss and accuracy (and copying the traced weights) at the same steps but computing
+no unit diagnostics; it runs once. Wall and process CPU times are both reported: on a shared machine other
+processes inflate wall time much more than CPU time, and with more torch threads than free cores
+everything slows down a lot.
+
+4. Only where torch.cuda.is_available(): the CUDA engine's throughput on question 1's xavier arm (hidden
+   (100, 100), 500 steps, evaluation every 50 steps) at 100, 1,000 and 10,000 seeds, in runs x steps per
+   second, trained in chunks of at most CUDA_CHUNK seeds (the data sets of seeds >= 100 repeat those of
+   seeds 0-99; initialization and minibatches follow the seed). Two rates: the engine alone (train_batch
+   on inputs prepared beforehand, host-device transfers included), and train_seeds end to end (which also
+   draws the initial parameters and minibatch rows on the CPU). Without a GPU this part says so and is
+   skipped (`--quick` runs 20 steps).
+
 The last line is `q1_20seeds_speedup=<eager/engine wall-time ratio at 20 seeds>`.
 """
 
@@ -38,9 +50,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlatoms.mlp import training
 from dlatoms.mlp.data import Dataset, MixtureSpec, generate_mixture, load_mixture, save_mixture
-from dlatoms.mlp.engine import BatchResult, Layout, NetworkSpec, TrainingSpec
-from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
+from dlatoms.mlp.engine import BatchResult, Layout, NetworkSpec, TrainingSpec, train_batch
+from dlatoms.mlp.training import ArmSpec, batch_indices, batch_inputs, initial_parameters, train_seeds
 
 Q1_INITS = {
     "xavier": {"name": "xavier_uniform"},
@@ -54,6 +67,8 @@ REFERENCE_SECONDS = {"q2": 3.9, "q3": 17.8}  # the reference implementation's ti
 TARGET_FRACTION = 1 / 20  # engine time must be below this fraction of the reference's
 TARGET_Q1_SPEEDUP = 10.0  # eager / engine at 20 seeds
 TARGET_MATMUL_SHARE = 0.40  # engine GFLOP/s / matmul GFLOP/s at 100 seeds
+CUDA_SEEDS = (100, 1_000, 10_000)  # runs of question 1's xavier arm timed on CUDA
+CUDA_CHUNK = 2_500  # at most this many runs per train_batch call on CUDA (about 1 MB of GPU memory each)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ def q3_arms(steps: int) -> list[ArmSpec]:
 
 def run_engine(arms: list[ArmSpec], data: dict[int, Dataset]) -> list[BatchResult]:
     """Train every arm as the pipeline does: one train_seeds call per chunk of seeds_per_chunk seeds."""
+    training._cached_rows.cache_clear()  # each repeat draws every seed's minibatch rows once
     results = []
     for arm in arms:
         seeds = list(arm.seeds)
@@ -186,6 +202,7 @@ def eager_run(arm: ArmSpec, seed: int, data: Dataset) -> None:
 
 
 def run_eager(arms: list[ArmSpec], data: dict[int, Dataset]) -> None:
+    training._cached_rows.cache_clear()  # as for the engine: each seed's minibatch rows drawn once
     for arm in arms:
         for seed in arm.seeds:
             eager_run(arm, seed, data[seed])
@@ -243,6 +260,35 @@ def same_runs(small: list[BatchResult], large: list[BatchResult]) -> bool:
         if not np.array_equal(a.final_parameters.numpy(), b.final_parameters[:r].numpy(), equal_nan=True):
             return False
     return True
+
+
+def cuda_throughput(data: dict[int, Dataset], steps: int) -> None:
+    """Print the CUDA engine's runs x steps per second on question 1's xavier arm (see the docstring)."""
+    if not torch.cuda.is_available():
+        print("CUDA: not available, CUDA throughput skipped")
+        return
+    name = torch.cuda.get_device_name()
+    print(f"CUDA: {name}, question 1's xavier arm, {steps} steps, chunks of <= {CUDA_CHUNK} seeds")
+    arm = replace(q1_arms(1, steps)[0], device="cuda")
+    warm = replace(arm, seeds=(0, 1), training=replace(arm.training, steps=20))
+    train_seeds(warm, {s: data[s] for s in warm.seeds})  # CUDA context, kernels, allocator
+    torch.cuda.synchronize()
+    for seeds in CUDA_SEEDS:
+        chunks = [list(range(first, min(seeds, first + CUDA_CHUNK))) for first in range(0, seeds, CUDA_CHUNK)]
+        started = time.perf_counter()
+        inputs = [batch_inputs(arm, {s: data[s % len(data)] for s in chunk}) for chunk in chunks]
+        prepared = time.perf_counter()
+        torch.cuda.reset_peak_memory_stats()
+        for chunk_inputs in inputs:
+            train_batch(arm.network, arm.training, arm.diagnostics, **chunk_inputs, device="cuda")
+        torch.cuda.synchronize()
+        done = time.perf_counter()
+        engine, total = done - prepared, done - started
+        print(
+            f"  {seeds:6d} seeds: engine {seeds * steps / engine:12,.0f} runs x steps/s ({engine:7.2f} s); "
+            f"with CPU draws {seeds * steps / total:12,.0f} ({total:7.2f} s); "
+            f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        )
 
 
 def cpu_name() -> str:
@@ -369,6 +415,8 @@ def main() -> None:
         ]
         for ok, text in checks:
             print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    print()
+    cuda_throughput(data, 20 if args.quick else 500)
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (other processes skew the timings)")
     print(f"q1_20seeds_speedup={speedup:.2f}")

@@ -10,6 +10,10 @@ other runs share its batch.
 Parameters come in and go out as flat (runs, n_parameters) vectors (see `Layout`); inside `train_batch`
 they are rearranged layer by layer for speed (see `_Store`). Evaluations are deferred: the parameters are
 copied at each evaluation step and evaluated many at a time.
+
+`train_batch` trains on any torch device (its `device`: "cpu", "cuda", ...): the same code, every buffer
+allocated on that device, the results returned on the CPU. On the CPU the numbers do not depend on the
+device argument; on CUDA they agree with the CPU's to float32 rounding (other kernels), not bit for bit.
 """
 
 from __future__ import annotations
@@ -218,14 +222,17 @@ class _Store:
     bias included, and activation functions write contiguous memory. Converting to and from the flat (R, P)
     layout only moves values.
 
-    The vector is padded with zeros to a multiple of STORE_ALIGNMENT values: elementwise kernels (Adam's
-    above all) then take their vectorized path everywhere, never a scalar tail whose rounding differs,
-    so a run's numbers do not depend on how many runs share its batch.
+    Each layer's block is followed by zeros up to a multiple of STORE_ALIGNMENT values, so that every
+    layer's segment (block and padding) can be updated on its own: elementwise kernels (Adam's above all)
+    then take their vectorized path everywhere, never a scalar tail whose rounding differs, so a run's
+    numbers do not depend on how many runs share its batch, nor on which segments one call updates.
     """
 
     layout: Layout
     runs: int
+    device: torch.device = torch.device("cpu")
     spans: list[slice] = field(init=False)  # each layer's [W; b] within the flat vector
+    segments_at: list[slice] = field(init=False)  # each layer's padded segment within the store
     size: int = field(init=False)  # length of the padded vector
 
     def __post_init__(self) -> None:
@@ -233,18 +240,31 @@ class _Store:
             slice(w.start, b.stop)
             for w, b in zip(self.layout.weight_slices, self.layout.bias_slices, strict=True)
         ]
-        self.size = -(-self.runs * self.layout.size // STORE_ALIGNMENT) * STORE_ALIGNMENT
+        self.segments_at, offset = [], 0
+        for span in self.spans:
+            length = -(-self.runs * (span.stop - span.start) // STORE_ALIGNMENT) * STORE_ALIGNMENT
+            self.segments_at.append(slice(offset, offset + length))
+            offset += length
+        self.size = offset
+
+    def segments(self, store: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's padded segment of a 1-D store (views)."""
+        return [store[at] for at in self.segments_at]
 
     def blocks(self, store: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's (networks, fan_out, fan_in + 1) block of `store` (..., R * P); views if it is 1-D."""
+        """Each layer's (networks, fan_out, fan_in + 1) block of `store` (..., size); views if it is 1-D."""
         return [
-            store[..., self.runs * span.start : self.runs * span.stop].reshape(-1, fan_out, fan_in + 1)
-            for (fan_in, fan_out), span in zip(self.layout.shapes, self.spans, strict=True)
+            store[..., at.start : at.start + self.runs * (span.stop - span.start)].reshape(
+                -1, fan_out, fan_in + 1
+            )
+            for (fan_in, fan_out), span, at in zip(
+                self.layout.shapes, self.spans, self.segments_at, strict=True
+            )
         ]
 
     def from_flat(self, flat: torch.Tensor) -> torch.Tensor:
-        """The store of flat (R, P) parameters."""
-        store = torch.zeros(self.size, dtype=flat.dtype)
+        """The store of flat (R, P) parameters (on this store's device)."""
+        store = torch.zeros(self.size, dtype=flat.dtype, device=self.device)
         for block, span in zip(self.blocks(store), self.spans, strict=True):
             block.copy_(flat[:, span].view(self.runs, block.shape[2], block.shape[1]).transpose(1, 2))
         return store
@@ -256,14 +276,23 @@ class _Store:
 
     def positions(self, flat_positions: torch.Tensor) -> torch.Tensor:
         """Store positions (R * len(flat_positions),) of the given flat positions of every run, run-major."""
-        flat_ids = torch.arange(self.runs * self.layout.size).view(self.runs, -1)
+        count = self.runs * self.layout.size
+        flat_ids = torch.arange(count, device=self.device).view(self.runs, -1)
+        store_ids = torch.arange(self.size, device=self.device)
         where = torch.empty_like(flat_ids.view(-1))
-        where[self.from_flat(flat_ids)[: where.numel()]] = torch.arange(where.numel())
-        return where.view(self.runs, -1)[:, flat_positions].reshape(-1)
+        # Padding holds id 0 in from_flat's store: only the stored ids' positions are written.
+        stored = torch.cat(
+            [
+                store_ids[at.start : at.start + self.runs * (span.stop - span.start)]
+                for at, span in zip(self.segments_at, self.spans, strict=True)
+            ]
+        )
+        where[self.from_flat(flat_ids)[stored]] = stored
+        return where.view(self.runs, -1)[:, flat_positions.to(self.device)].reshape(-1)
 
     def weight_scale(self, strength: torch.Tensor) -> torch.Tensor:
         """A store vector holding strength[r] / (fan_in * fan_out) on run r's weights and 0 on biases."""
-        scale = torch.zeros(self.size)
+        scale = torch.zeros(self.size, device=self.device)
         for block, (fan_in, fan_out) in zip(self.blocks(scale), self.layout.shapes, strict=True):
             block[:, :, :fan_in] = (strength / (fan_in * fan_out)).view(-1, 1, 1)
         return scale
@@ -275,6 +304,10 @@ class _Pass:
 
     With `lone`, a single network's buffers are its 2-D views without the batch dimension, multiplied by
     torch.mm: that skips bmm's overhead and gives the same BLAS numbers (see `train_batch`).
+
+    Buffers that are never needed at the same time share memory, which keeps the working set of a step
+    small (it is read from cache rather than memory): every pre-activation lives in one scratch buffer,
+    and the hidden layers' deltas alternate between that buffer and a second one.
     """
 
     layout: Layout
@@ -282,6 +315,7 @@ class _Pass:
     n: int
     backward: bool = False
     lone: bool = False
+    device: torch.device = torch.device("cpu")
     pre_activations: list[torch.Tensor] = field(init=False)  # (networks, units, n)
     hidden: list[torch.Tensor] = field(init=False)  # (networks, units + 1, n), last row ones
     values: list[torch.Tensor] = field(init=False)  # views: hidden without the row of ones
@@ -290,15 +324,30 @@ class _Pass:
     deltas: list[torch.Tensor] = field(init=False)  # (networks, fan_out, n): d loss / d pre-activation
 
     def __post_init__(self) -> None:
-        units = [fan_out for _, fan_out in self.layout.shapes]
-        self.pre_activations = self.views([torch.empty(self.networks, u, self.n) for u in units[:-1]])
-        self.hidden = self.views([torch.ones(self.networks, u + 1, self.n) for u in units[:-1]])
+        units, device = [fan_out for _, fan_out in self.layout.shapes], self.device
+        hidden_units = units[:-1]
+        scratch_size = self.networks * max(hidden_units, default=0) * self.n
+        scratch = [torch.empty(scratch_size, device=device) for _ in range(2 if self.backward else 1)]
+
+        def shaped(buffer: torch.Tensor, u: int) -> torch.Tensor:
+            return buffer[: self.networks * u * self.n].view(self.networks, u, self.n)
+
+        self.pre_activations = self.views([shaped(scratch[0], u) for u in hidden_units])
+        self.hidden = self.views(
+            [torch.ones(self.networks, u + 1, self.n, device=device) for u in hidden_units]
+        )
         self.values = [h[..., :-1, :] for h in self.hidden]
         self.hidden_t = [h.transpose(-1, -2) for h in self.hidden]
-        self.outputs = self.views([torch.empty(self.networks, units[-1], self.n)])[0]
-        self.deltas = (
-            self.views([torch.empty(self.networks, u, self.n) for u in units]) if self.backward else []
-        )
+        self.outputs = self.views([torch.empty(self.networks, units[-1], self.n, device=device)])[0]
+        self.deltas = []
+        if self.backward:
+            # Back-propagation writes the delta of hidden layer j - 1 while reading that of layer j: the
+            # last hidden layer's delta goes to scratch[1], the one below to scratch[0], and so on.
+            last = len(hidden_units) - 1
+            self.deltas = self.views(
+                [shaped(scratch[1 - (last - j) % 2], u) for j, u in enumerate(hidden_units)]
+                + [torch.empty(self.networks, units[-1], self.n, device=device)]
+            )
         self.matmul = torch.mm if self.lone else torch.bmm
 
     def views(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -320,18 +369,23 @@ class _Pass:
         grad_blocks: list[torch.Tensor],
         x_t: torch.Tensor,
         activation: str,
+        done: Callable[[int], object],
     ) -> None:
         """Gradients of every [W; b]^T block into `grad_blocks`, from the output delta in `deltas[-1]`.
 
         `weights` are the layers' (networks, fan_in, fan_out) weight matrices, `x_t` the forward pass's
-        inputs transposed, (networks, n, in + 1).
+        inputs transposed, (networks, n, in + 1). `done(layer)` is called, top layer first, as soon as a
+        layer's gradient is complete and its weights are no longer read, so that the layer can be updated
+        while its numbers are still in cache.
         """
         deltas, matmul, backpropagate = self.deltas, self.matmul, ACTIVATIONS[activation].backpropagate
         for layer in range(len(deltas) - 1, 0, -1):
             matmul(deltas[layer], self.hidden_t[layer - 1], out=grad_blocks[layer])
             matmul(weights[layer], deltas[layer], out=deltas[layer - 1])
+            done(layer)
             backpropagate(deltas[layer - 1], self.values[layer - 1])
         matmul(deltas[0], x_t, out=grad_blocks[0])
+        done(0)
 
 
 def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
@@ -344,12 +398,12 @@ def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
     a network holding NaN gets NaN (its units are not numbers, so neither equal nor distinct).
     """
     networks, n, _ = units.shape
-    lower = torch.ones(n, n, dtype=torch.bool).tril_(-1)
+    lower = torch.ones(n, n, dtype=torch.bool, device=units.device).tril_(-1)
     ends = units[:, :, [0, -1]].transpose(1, 2).contiguous()  # (networks, 2, n)
     gaps = (ends.unsqueeze(3) - ends.unsqueeze(2)).abs_()  # (networks, 2, n, n)
     candidate = torch.maximum(gaps[:, 0], gaps[:, 1]) <= tolerance
     candidate &= lower
-    duplicate = torch.zeros(networks, n, dtype=torch.bool)
+    duplicate = torch.zeros(networks, n, dtype=torch.bool, device=units.device)
     while candidate.any():
         net, unit = candidate.any(-1).nonzero(as_tuple=True)
         partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
@@ -383,7 +437,7 @@ def _unit_stats(
     unit's incoming weights and bias. `hidden` holds the hidden layers' activations, (networks, ...).
     """
     networks, n_layers = blocks[0].shape[0], len(blocks)
-    stats = {name: torch.full((networks, n_layers), math.nan) for name in UNIT_STATS}
+    stats = {name: torch.full((networks, n_layers), math.nan, device=blocks[0].device) for name in UNIT_STATS}
     margin = diagnostics.saturation_margin
     for layer, units in enumerate(blocks):
         w = units[:, :, :-1]
@@ -405,7 +459,7 @@ def _unit_stats(
 
 def _inputs_with_ones(x: torch.Tensor) -> torch.Tensor:
     """(R, N, d) -> (R, d + 1, N): transposed, with a last row of ones."""
-    ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype)
+    ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
     return torch.cat([x, ones], dim=-1).transpose(-1, -2).contiguous()
 
 
@@ -445,16 +499,18 @@ class _Evaluator:
         n_evals: int,
     ) -> None:
         self.network, self.training, self.diagnostics, self.store = network, training, diagnostics, store
-        runs, n_layers = store.runs, len(store.layout.shapes)
+        runs, n_layers, device = store.runs, len(store.layout.shapes), store.device
         self.group = min(n_evals, max(1, EVAL_NETWORKS // runs))
         networks = self.group * runs
         self.threads = 1 if networks == 1 else torch.get_num_threads()
-        self.snapshots = torch.zeros(self.group, store.size)
+        self.snapshots = torch.zeros(self.group, store.size, device=device)
         self.pending: list[int] = []  # evaluation indices whose parameters wait in `snapshots`
         self.metrics = {
-            f"{split}_{name}": torch.empty(n_evals, runs) for split in splits for name in ("loss", "accuracy")
+            f"{split}_{name}": torch.empty(n_evals, runs, device=device)
+            for split in splits
+            for name in ("loss", "accuracy")
         }
-        self.unit_stats = {name: torch.empty(n_evals, runs, n_layers) for name in UNIT_STATS}
+        self.unit_stats = {name: torch.empty(n_evals, runs, n_layers, device=device) for name in UNIT_STATS}
         # Per split: inputs and one-hot targets repeated for every snapshot of a group, labels, buffers.
         self.splits = []
         for split, (x, labels) in splits.items():
@@ -466,7 +522,7 @@ class _Evaluator:
                     inputs.expand(self.group, *inputs.shape).reshape(networks, *inputs.shape[1:]),
                     onehot.expand(self.group, *onehot.shape).reshape(networks, *onehot.shape[1:]),
                     labels,
-                    _Pass(store.layout, networks, x.shape[1]),
+                    _Pass(store.layout, networks, x.shape[1], device=device),
                 )
             )
 
@@ -501,8 +557,10 @@ class _Evaluator:
 class _Trainer:
     """R runs' training state, with one method per part of a training step (see `train_batch`).
 
-    It holds the parameters, gradients and Adam moments in the store layout, the step's pass buffers and
-    the current block of minibatches.
+    It holds the parameters, gradients and Adam moments in the store layout (on the store's device), the
+    step's pass buffers and the current block of minibatches. A step's update is taken layer by layer during
+    the backward pass, as soon as a layer's gradient is complete (see `_Pass.backpropagate`): the same
+    elementwise arithmetic as one update of the whole store, while the layer's numbers are still in cache.
     """
 
     def __init__(
@@ -519,22 +577,45 @@ class _Trainer:
     ) -> None:
         self.training, self.activation, self.batch_indices = training, network.activation, batch_indices
         layout, runs, steps, n_out = store.layout, store.runs, training.steps, network.output_dim
-        batch = batch_indices.shape[-1]
+        batch, device = batch_indices.shape[-1], store.device
         self.params = store.from_flat(initial)
         self.grads, self.exp_avg, self.exp_avg_sq = (torch.zeros_like(self.params) for _ in range(3))
         self.blocks = store.blocks(self.params)
-        self.adam_steps = [torch.tensor(float(t)) for t in range(1, steps + 1)]
-        self.output_grad_scale = 2.0 / (batch * n_out) if training.loss == "mse" else 1.0 / batch
+        # Adam's step counts t = 1.. as float32 tensors, as torch.optim.Adam(fused=True) keeps them.
+        self.adam_steps = torch.arange(1, steps + 1, dtype=torch.float32, device=device).unbind(0)
+        self.t = 0  # the step being taken
+        # d loss / d outputs = scale * residual. A float32 tensor: the value a Python float would be cast to,
+        # without the cast (and allocation) at every step.
+        scale = 2.0 / (batch * n_out) if training.loss == "mse" else 1.0 / batch
+        self.output_grad_scale = torch.tensor(scale, dtype=torch.float32, device=device)
         self.use_l1, self.use_l2 = bool((l1 != 0).any()), bool((l2 != 0).any())
-        self.l1_scale = store.weight_scale(l1) if self.use_l1 else None
-        self.l2_scale = store.weight_scale(2.0 * l2) if self.use_l2 else None
-        self.signs = torch.empty_like(self.params) if self.use_l1 else None
+        l1_scale = store.weight_scale(l1) if self.use_l1 else None
+        l2_scale = store.weight_scale(2.0 * l2) if self.use_l2 else None
+        signs = torch.empty_like(self.params) if self.use_l1 else None
+        # Per layer: its segments of parameters, gradients, moments, penalty scales and sign buffer.
+        self.segments = list(
+            zip(
+                *(
+                    store.segments(v) if v is not None else [None] * len(layout.shapes)
+                    for v in (
+                        self.params,
+                        self.grads,
+                        self.exp_avg,
+                        self.exp_avg_sq,
+                        l1_scale,
+                        l2_scale,
+                        signs,
+                    )
+                ),
+                strict=True,
+            )
+        )
 
         # One batched product per layer and pass. A lone run multiplies 2-D views without the batch
         # dimension instead, which skips bmm's overhead and gives the same BLAS numbers -- unless a product
         # is so small that bmm computes it with its own loop rather than BLAS.
         lone = runs == 1 and min(fi * fo for fi, fo in layout.shapes) * batch >= BMM_BLAS_MIN
-        self.step = _Pass(layout, runs, batch, backward=True, lone=lone)
+        self.step = _Pass(layout, runs, batch, backward=True, lone=lone, device=device)
         self.matrices = self.step.views(self.blocks)
         self.grad_matrices = self.step.views(store.blocks(self.grads))
         # (R, fan_in, fan_out) weight matrices, to back-propagate through.
@@ -544,7 +625,8 @@ class _Trainer:
         onehot = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32)
         self.onehot_train = onehot.transpose(1, 2).contiguous()  # (R, out, N)
         self.block = min(STEP_BLOCK, steps)
-        self.residuals = torch.empty(self.block, runs, n_out, batch)  # outputs - targets (mse) or log-probs
+        # outputs - targets (mse) or log-probabilities
+        self.residuals = torch.empty(self.block, runs, n_out, batch, device=device)
         self.residual_views = self.step.views(self.residuals.unbind(0))
 
     def _gather(self, source: torch.Tensor, first: int) -> torch.Tensor:
@@ -580,25 +662,31 @@ class _Trainer:
             torch.exp(residual, out=out_delta)
             out_delta.sub_(targets).mul_(self.output_grad_scale)
 
-    def backward(self, k: int) -> None:
-        """Gradients of the data loss of step k into `grads`."""
-        self.step.backpropagate(self.weights, self.grad_matrices, self.x_t_views[k], self.activation)
+    def backward_and_update(self, k: int, t: int) -> None:
+        """Gradients of the data loss of the block's step k, each layer updated as soon as it has its own."""
+        self.t = t
+        self.step.backpropagate(
+            self.weights, self.grad_matrices, self.x_t_views[k], self.activation, self.update_layer
+        )
 
-    def update(self, t: int) -> None:
-        """Add the penalties' gradients, then take Adam step t (torch.optim.Adam(fused=True)'s kernel)."""
-        params, grads = self.params, self.grads
+    def update_layer(self, layer: int) -> None:
+        """Add the penalties' gradients to one layer's, then take its Adam step `t`.
+
+        The arithmetic of torch.optim.Adam(fused=True)'s kernel on the layer's segment of the store.
+        """
+        params, grads, exp_avg, exp_avg_sq, l1_scale, l2_scale, signs = self.segments[layer]
         if self.use_l1:
-            grads.addcmul_(torch.sign(params, out=self.signs), self.l1_scale)
+            grads.addcmul_(torch.sign(params, out=signs), l1_scale)
         if self.use_l2:
-            grads.addcmul_(params, self.l2_scale)
+            grads.addcmul_(params, l2_scale)
         beta1, beta2 = self.training.betas
         torch._fused_adam_(
             [params],
             [grads],
-            [self.exp_avg],
-            [self.exp_avg_sq],
+            [exp_avg],
+            [exp_avg_sq],
             [],
-            [self.adam_steps[t]],
+            [self.adam_steps[self.t]],
             lr=self.training.lr,
             beta1=beta1,
             beta2=beta2,
@@ -643,9 +731,10 @@ class _Recorder:
         self.traced_index = np.concatenate(
             [np.arange(fi * fo - min(training.traced_weights, fi * fo), fi * fo) for _, fi, fo in counts]
         )
-        self.traced = torch.empty(len(self.trace_steps), runs, positions.numel())
+        device = store.device
+        self.traced = torch.empty(len(self.trace_steps), runs, positions.numel(), device=device)
         self.traced_rows = self.traced.view(len(self.trace_steps), -1)
-        self.step_loss = torch.empty(steps, runs)
+        self.step_loss = torch.empty(steps, runs, device=device)
         self.evaluator = _Evaluator(network, training, diagnostics, store, splits, len(self.eval_steps))
 
     def parameters(self, t: int, params: torch.Tensor) -> None:
@@ -656,11 +745,12 @@ class _Recorder:
             torch.index_select(params, 0, self.trace_positions, out=self.traced_rows[self.trace_at[t]])
 
     def result(self, final_parameters: torch.Tensor) -> BatchResult:
-        """Evaluate what is pending and collect everything recorded."""
+        """Evaluate what is pending and collect everything recorded, as CPU arrays and tensors."""
         self.evaluator.flush()
-        metrics, unit_stats, steps = self.evaluator.metrics, self.evaluator.unit_stats, self.steps
+        metrics, steps = {k: v.cpu() for k, v in self.evaluator.metrics.items()}, self.steps
+        step_loss = self.step_loss.cpu()
         # A run diverged at the first step whose minibatch or evaluation loss is not finite.
-        bad_step = torch.where(torch.isfinite(self.step_loss), steps + 1, torch.arange(steps).unsqueeze(1))
+        bad_step = torch.where(torch.isfinite(step_loss), steps + 1, torch.arange(steps).unsqueeze(1))
         eval_finite = torch.isfinite(metrics["train_loss"]) & torch.isfinite(metrics["test_loss"])
         bad_eval = torch.where(eval_finite, steps + 1, torch.tensor(self.eval_steps).unsqueeze(1))
         first_bad = torch.minimum(bad_step.min(0).values, bad_eval.min(0).values)
@@ -672,13 +762,13 @@ class _Recorder:
             test_loss=metrics["test_loss"].numpy(),
             test_accuracy=metrics["test_accuracy"].numpy(),
             trace_steps=np.asarray(self.trace_steps),
-            traced=self.traced.numpy(),
+            traced=self.traced.cpu().numpy(),
             traced_layer=self.traced_layer,
             traced_index=self.traced_index,
-            unit_stats={k: v.numpy() for k, v in unit_stats.items()},
-            step_loss=self.step_loss.numpy(),
+            unit_stats={k: v.cpu().numpy() for k, v in self.evaluator.unit_stats.items()},
+            step_loss=step_loss.numpy(),
             diverged_step=first_bad.numpy(),
-            final_parameters=final_parameters,
+            final_parameters=final_parameters.cpu(),
         )
 
 
@@ -695,16 +785,38 @@ def train_batch(
     l1: torch.Tensor,
     l2: torch.Tensor,
     progress_every: float = 10.0,
+    device: str | torch.device = "cpu",
 ) -> BatchResult:
-    """Train R runs at once.
+    """Train R runs at once on `device` (a torch device or its name, e.g. "cpu" or "cuda").
+
+    The inputs may live anywhere: they are moved to `device`, every buffer is allocated there, and the
+    result comes back on the CPU (numpy arrays and a CPU tensor), whatever the device. The computation is
+    the same on every device; only the kernels that carry it out differ, so results agree across devices
+    to float32 rounding, not bit for bit.
 
     Args:
         initial: (R, P) flat initial parameters (see `Layout`).
         x_train, x_test: (R, N, input_dim) float32; y_train, y_test: (R, N) int64 labels.
         batch_indices: (R, steps, batch_size) rows of x_train drawn at each step.
         l1, l2: (R,) penalty strengths.
+        device: where to train.
     """
-    store = _Store(Layout(network.layer_shapes), initial.shape[0])
+    device = torch.device(device)
+    inputs = [v.to(device) for v in (initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2)]
+    return _train_group(network, training, diagnostics, inputs, device, progress_every)
+
+
+def _train_group(
+    network: NetworkSpec,
+    training: TrainingSpec,
+    diagnostics: DiagnosticsSpec,
+    inputs: list[torch.Tensor],
+    device: torch.device,
+    progress_every: float,
+) -> BatchResult:
+    """Train the runs of `train_batch`'s inputs (already on `device`) in one batch."""
+    initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2 = inputs
+    store = _Store(Layout(network.layer_shapes), initial.shape[0], device)
     trainer = _Trainer(network, training, store, initial, x_train, y_train, batch_indices, l1, l2)
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
     recorder = _Recorder(network, training, diagnostics, store, splits)
@@ -720,8 +832,7 @@ def train_batch(
                 trainer.load_block(t)
             outputs = trainer.forward(k)
             trainer.loss_gradient(k, outputs)
-            trainer.backward(k)
-            trainer.update(t)
+            trainer.backward_and_update(k, t)
             if k == block - 1 or t == steps - 1:
                 recorder.step_loss[t - k : t + 1] = trainer.minibatch_losses(k)
             now = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -18,6 +19,10 @@ from dlatoms.mlp.engine import SAMPLINGS, BatchResult, DiagnosticsSpec, NetworkS
 from dlatoms.mlp.initializers import initialize
 
 log = logging.getLogger(__name__)
+
+# How many seeds' minibatch rows `batch_indices` keeps (each steps * batch_size int64 values: 256 KB at
+# 500 steps of 64 rows): enough for the arms of a question to share one chunk's draws.
+BATCH_ROWS_CACHE = 128
 
 # The weight penalties an arm can add to its loss (config `penalty.name`): strength * the sum over weight
 # matrices of mean|W| (l1) or mean W^2 (l2); the engine takes them as per-run l1 and l2 strengths.
@@ -38,12 +43,21 @@ class ArmSpec:
     strength: float = 0.0
     diagnostics: DiagnosticsSpec = DiagnosticsSpec()
     seeds_per_chunk: int = 25
+    # The torch device the engine trains on ("cpu", "cuda", "cuda:1", ...): the caller resolves the config's
+    # device setting (dlatoms.core.device.select_device) and passes its name. It changes no seed's draws.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.penalty not in PENALTIES:
             raise ValueError(
                 f"{self.arm}: penalty.name must be one of {list(PENALTIES)}, got {self.penalty!r}"
             )
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(
+                f"{self.arm}: device must be a torch device name such as 'cpu' or 'cuda', got {self.device!r}"
+            ) from error
 
     @classmethod
     def from_params(cls, spec: Mapping, input_dim: int) -> ArmSpec:
@@ -65,6 +79,7 @@ class ArmSpec:
             strength=float(spec["penalty"]["strength"]),
             diagnostics=DiagnosticsSpec(**spec.get("diagnostics", {})),
             seeds_per_chunk=int(spec.get("seeds_per_chunk", 25)),
+            device=str(spec.get("device", "cpu")),
         )
 
 
@@ -91,18 +106,27 @@ def batch_indices(
     without_replacement: the first batch_size rows of a fresh permutation at every step (the reference),
     all steps at once from the argsort of uniform draws; with_replacement: independent uniform rows. `where`
     names the training settings in errors (e.g. "config.init.training").
+
+    The arms of a question draw the same rows for a seed, so the last draws are kept (see `_cached_rows`);
+    the caller gets its own copy.
     """
-    generator = torch_generator(seed, "batches")
-    if sampling == "with_replacement":
-        return torch.randint(0, n_train, (steps, batch_size), generator=generator)
-    if sampling != "without_replacement":
-        raise ValueError(f"{where}.sampling must be one of {list(SAMPLINGS)}, got {sampling!r}")
-    if batch_size > n_train:
+    if sampling == "without_replacement" and batch_size > n_train:
         raise ValueError(
             f"{where}.batch_size: {batch_size} is more than the {n_train} training rows, and sampling "
             f"without_replacement draws distinct rows; set batch_size <= {n_train} or "
             f"{where}.sampling: with_replacement"
         )
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"{where}.sampling must be one of {list(SAMPLINGS)}, got {sampling!r}")
+    return _cached_rows(seed, n_train, steps, batch_size, sampling).clone()
+
+
+@functools.lru_cache(maxsize=BATCH_ROWS_CACHE)
+def _cached_rows(seed: int, n_train: int, steps: int, batch_size: int, sampling: str) -> torch.Tensor:
+    """`batch_indices`'s draws (arguments already checked); never modify the returned tensor."""
+    generator = torch_generator(seed, "batches")
+    if sampling == "with_replacement":
+        return torch.randint(0, n_train, (steps, batch_size), generator=generator)
     # The first batch_size entries of argsort(uniform) are the batch_size smallest uniforms in ascending
     # order: topk finds them 3x faster than a full sort. float64 uniforms tie with negligible probability,
     # so every permutation is equally likely.
@@ -114,8 +138,12 @@ def _stack(datasets: list[Dataset], attribute: str, dtype: torch.dtype) -> torch
     return torch.as_tensor(np.stack([getattr(d, attribute) for d in datasets]), dtype=dtype)
 
 
-def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
-    """Train the given seeds of `arm` in one batch (the caller chunks)."""
+def batch_inputs(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> dict[str, torch.Tensor]:
+    """The engine's inputs for the given seeds of `arm`, on the CPU: `train_batch`'s tensor arguments.
+
+    Initial parameters and minibatch rows are drawn on the CPU by the seeds' own generators, so a seed
+    means the same thing on every device.
+    """
     seeds = list(datasets)
     sets = [datasets[s] for s in seeds]
     n_train = sets[0].x_train.shape[0]
@@ -127,19 +155,25 @@ def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
     )
     l1 = torch.full((len(seeds),), arm.strength if arm.penalty == "l1" else 0.0)
     l2 = torch.full((len(seeds),), arm.strength if arm.penalty == "l2" else 0.0)
-    return train_batch(
-        arm.network,
-        t,
-        arm.diagnostics,
-        initial,
-        _stack(sets, "x_train", torch.float32),
-        _stack(sets, "y_train", torch.int64),
-        _stack(sets, "x_test", torch.float32),
-        _stack(sets, "y_test", torch.int64),
-        indices,
-        l1,
-        l2,
-    )
+    return {
+        "initial": initial,
+        "x_train": _stack(sets, "x_train", torch.float32),
+        "y_train": _stack(sets, "y_train", torch.int64),
+        "x_test": _stack(sets, "x_test", torch.float32),
+        "y_test": _stack(sets, "y_test", torch.int64),
+        "batch_indices": indices,
+        "l1": l1,
+        "l2": l2,
+    }
+
+
+def train_seeds(arm: ArmSpec, datasets: Mapping[int, Dataset]) -> BatchResult:
+    """Train the given seeds of `arm` in one batch on `arm.device` (the caller chunks).
+
+    The result is on the CPU whatever the device.
+    """
+    inputs = batch_inputs(arm, datasets)
+    return train_batch(arm.network, arm.training, arm.diagnostics, **inputs, device=arm.device)
 
 
 def _after_divergence(steps: np.ndarray, diverged_step: np.ndarray) -> np.ndarray:
