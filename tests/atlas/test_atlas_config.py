@@ -37,7 +37,7 @@ def test_the_default_atlas_has_24_conditions_per_question_at_10_seeds(default):
 def test_a_condition_is_named_by_its_values_and_keeps_its_name_when_values_are_added(default):
     config = with_atlas(default, seeds=3, axes={"training.lr": [0.01, 0.001], "network.activation": ["tanh"]})
     names = [c.name for c in atlas.conditions(config, "init")]
-    assert names == ["activation=tanh,lr=0.01", "activation=tanh,lr=0.001"]
+    assert names == ["activation-tanh+lr-0.01", "activation-tanh+lr-0.001"]
     config["atlas"]["axes"]["training.lr"].insert(0, 0.1)
     config["atlas"]["axes"]["network.activation"].append("relu")
     grown = [c.name for c in atlas.conditions(config, "init")]
@@ -51,7 +51,7 @@ def test_a_condition_overrides_the_question_section_and_the_arms_keep_their_own(
     config = with_atlas(default, seeds=4, axes={"training.steps": [100], "network.hidden_sizes": [[8, 4]]})
     [condition] = atlas.conditions(config, "init")
     name = condition.name
-    assert name == "hidden_sizes=8x4,steps=100"
+    assert name == "hidden_sizes-8x4+steps-100"
     specs = {
         (s["question"], s["arm"]): s
         for question in ("init", "layers", "regularization")
@@ -74,9 +74,9 @@ def test_question_axes_add_an_axis_or_replace_shared_values_for_one_question(def
     )
     assert len(atlas.conditions(config, "init")) == 2
     layers = [c.name for c in atlas.conditions(config, "layers")]
-    assert layers == ["hidden_sizes=4x4x4,lr=0.03", "hidden_sizes=8x8x8,lr=0.03"]
-    with pytest.raises(ConfigError, match="no condition 'lr=0.01' of question 'layers'"):
-        atlas.condition_specs(config, "layers", "lr=0.01")
+    assert layers == ["hidden_sizes-4x4x4+lr-0.03", "hidden_sizes-8x8x8+lr-0.03"]
+    with pytest.raises(ConfigError, match="no condition 'lr-0.01' of question 'layers'"):
+        atlas.condition_specs(config, "layers", "lr-0.01")
     assert atlas.axis_columns(config) == ["training.lr", "network.hidden_sizes"]
     base = atlas.base_values(config)
     assert base["init"] == {"network.hidden_sizes": "100x100"} and base["layers"] == {}
@@ -119,7 +119,7 @@ def test_no_atlas_means_no_conditions(default):
         ({"seeds": 30, "axes": {"training.lr": [0.1]}}, r"config\.atlas\.seeds: 30 is more than the 20"),
         (
             {"axes": {"training.batch_size": [64, 500]}},
-            r"config\.atlas: condition batch_size=500 of init: config\.init\.training\.batch_size: 500 is",
+            r"config\.atlas: condition batch_size-500 of init: config\.init\.training\.batch_size: 500 is",
         ),
     ],
 )

@@ -70,12 +70,12 @@ STYLE_RULES = {
 }
 # The smoke atlas: 2 x 2 conditions per question, a training job each; a decision job per question.
 ATLAS_CONDITIONS = [
-    f"activation={a},loss=mse,lr={lr}" for a in ("sigmoid", "tanh") for lr in ("0.003", "0.01")
+    f"activation-{a}+loss-mse+lr-{lr}" for a in ("sigmoid", "tanh") for lr in ("0.003", "0.01")
 ]
 QUESTIONS_1_3 = ("init", "layers", "regularization")
 ATLAS_MAPS = {f"plot_figure/atlas_{q}" for q in QUESTIONS_1_3}
 STYLE_RULES |= ATLAS_MAPS
-NEW_LR = [f"activation={a},loss=mse,lr=0.001" for a in ("sigmoid", "tanh")]  # the conditions lr 0.001 adds
+NEW_LR = [f"activation-{a}+loss-mse+lr-0.001" for a in ("sigmoid", "tanh")]  # the conditions lr 0.001 adds
 
 
 def atlas_rules(trained: bool = True) -> set[str]:

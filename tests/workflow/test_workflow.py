@@ -153,7 +153,7 @@ def test_tables_are_byte_identical_across_runs(finished, tmp_path):
         assert digest(again / target) == digest(finished / target), target
 
 
-ATLAS_BASE = "activation=sigmoid,loss=mse,lr=0.003"  # the smoke atlas's condition equal to the base config
+ATLAS_BASE = "activation-sigmoid+loss-mse+lr-0.003"  # the smoke atlas's condition equal to the base config
 
 
 def test_the_atlas_table_has_every_cell_with_its_axis_values(smoke_workdir):
@@ -174,7 +174,7 @@ def test_the_atlas_table_has_every_cell_with_its_axis_values(smoke_workdir):
         assert mine["condition"].nunique() == 4
         expected = claims.loc[claims["question"] == question, "claim_id"].tolist()
         assert len(mine) == 4 * len(expected)  # every claim of the question in every condition
-    row = table[(table["condition"] == "activation=tanh,loss=mse,lr=0.01")].iloc[0]
+    row = table[(table["condition"] == "activation-tanh+loss-mse+lr-0.01")].iloc[0]
     assert (row["training.lr"], row["network.activation"], row["training.loss"]) == (0.01, "tanh", "mse")
 
 
@@ -190,7 +190,7 @@ def test_an_atlas_cell_at_the_base_setting_is_the_main_table_s_discovery_verdict
     for column in ("statistic", "ci_low", "ci_high"):
         pd.testing.assert_series_equal(cell[column], main[column], check_names=False)
     # the other cells were trained at other settings: some statistic differs from the base cell's
-    other = table[table["condition"] == "activation=tanh,loss=mse,lr=0.01"].set_index("claim_id")
+    other = table[table["condition"] == "activation-tanh+loss-mse+lr-0.01"].set_index("claim_id")
     assert (other["statistic"] - cell["statistic"]).abs().max() > 1e-6
 
 

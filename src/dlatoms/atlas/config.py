@@ -7,7 +7,7 @@ question's `network` or `training` section (`training.lr`) with a list of values
 question's section with one value per axis; the arms' own overrides still apply on top (question 1's
 ones_long keeps its 4x steps).
 
-A condition's name is its values, keys in sorted order by their last part: `activation=tanh,loss=mse,lr=0.01`.
+A condition's name is its values, keys in sorted order by their last part: `activation-tanh+loss-mse+lr-0.01`.
 It depends on nothing else, so a condition keeps its name (and its files) when values or conditions are added
 or removed; adding or removing an axis renames every condition of the question (they are other conditions).
 """
@@ -94,8 +94,9 @@ def short_key(key: str) -> str:
 
 
 def condition_name(values: Mapping[str, Any]) -> str:
-    """`key=value` for every axis, by its last part, sorted: the same values always give the same name."""
-    return ",".join(f"{short_key(key)}={value_label(values[key])}" for key in sorted(values, key=short_key))
+    """`key-value` for every axis, by its last part, sorted, joined by "+": same values, same name."""
+    # No "," or "=": Snakemake's --target-jobs (group and cluster jobs) splits wildcards on them.
+    return "+".join(f"{short_key(key)}-{value_label(values[key])}" for key in sorted(values, key=short_key))
 
 
 def conditions(config: Mapping, question: str) -> list[Condition]:
