@@ -238,7 +238,9 @@ def test_a_style_edit_reruns_figures_and_report_only(workdir):
 
 def test_a_verdict_threshold_reruns_claims_and_report_only(workdir):
     rules = planned_rules(workdir, "trained_margin: 0.1", "trained_margin: 0.2")
-    assert rules == {"compute_claims", "collect_claims", "render_report"}, rules
+    # and the atlas's decisions, its table and maps: its cells are decided with the same thresholds
+    atlas = {"decide_atlas_question", "collect_atlas", "plot_figure"}
+    assert rules == {"compute_claims", "collect_claims", "render_report"} | atlas, rules
 
 
 def test_claims_are_byte_identical_when_recomputed(workdir, tmp_path):

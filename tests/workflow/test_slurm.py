@@ -32,7 +32,8 @@ PROFILES = ["--profile", str(ROOT / "profiles/slurm"), "--profile", str(SLURM_DI
 START_TIMEOUT = 300  # seconds; apt-get install on a fresh machine is most of it
 RUN_TIMEOUT = 360  # per run (they run concurrently); the smoke run took 3-4 min on a loaded 2-core box
 STOP_TIMEOUT = 40
-SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
+# A group job is named by a UUID, a single job by a number.
+SUBMITTED = re.compile(r"Job [\w-]+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 DAEMON_PID_FILES = ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"]
 # Rules that only combine, measure, plot or report: they must never wait in a SLURM queue.
 LOCAL_RULE_PREFIXES = ("aggregate_", "measure_", "compute_", "plot_", "render_", "collect_")

@@ -9,30 +9,6 @@ wildcard_constraints:
     condition="[^/]+",
 
 
-ATLAS_PLAN = atlas_cfg.Plan.from_config(config)  # every condition, indexed once
-
-
-def atlas_seeds(wildcards):
-    """The seeds of the question's cells: a prefix of its discovery block."""
-    return atlas_cfg.atlas_seeds(config, wildcards.question)
-
-
-def atlas_datasets(wildcards):
-    return [dataset_path(seed) for seed in atlas_seeds(wildcards)]
-
-
-def atlas_question_tables(kind):
-    """Input function: table `kind` of every condition of the question, in config order."""
-
-    def tables(wildcards):
-        return [
-            f"results/atlas/{wildcards.question}/{name}/{kind}.parquet"
-            for name in ATLAS_PLAN.cells(wildcards.question)
-        ]
-
-    return tables
-
-
 rule train_atlas_condition:
     input:
         datasets=atlas_datasets,
