@@ -52,10 +52,11 @@ def test_a_condition_overrides_the_question_section_and_the_arms_keep_their_own(
     [condition] = atlas.conditions(config, "init")
     name = condition.name
     assert name == "hidden_sizes-8x4+steps-100"
+    plan = atlas.Plan.from_config(config)
     specs = {
         (s["question"], s["arm"]): s
         for question in ("init", "layers", "regularization")
-        for s in atlas.condition_specs(config, question, name)
+        for s in plan.specs(config, question, name)
     }
     assert len(specs) == 12 + 1 + 6  # every arm of every question
     assert specs["init", "xavier"]["training"]["steps"] == 100
@@ -76,7 +77,7 @@ def test_question_axes_add_an_axis_or_replace_shared_values_for_one_question(def
     layers = [c.name for c in atlas.conditions(config, "layers")]
     assert layers == ["hidden_sizes-4x4x4+lr-0.03", "hidden_sizes-8x8x8+lr-0.03"]
     with pytest.raises(ConfigError, match="no condition 'lr-0.01' of question 'layers'"):
-        atlas.condition_specs(config, "layers", "lr-0.01")
+        atlas.Plan.from_config(config).specs(config, "layers", "lr-0.01")
     assert atlas.axis_columns(config) == ["training.lr", "network.hidden_sizes"]
     base = atlas.base_values(config)
     assert base["init"] == {"network.hidden_sizes": "100x100"} and base["layers"] == {}

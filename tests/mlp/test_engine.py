@@ -4,22 +4,10 @@ import torch
 from reference_loop import train_reference
 
 from dlatoms.core.seeding import torch_generator
-from dlatoms.mlp.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
 from dlatoms.mlp.engine import UNIT_STATS, Layout, NetworkSpec, TrainingSpec
 from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
 
 SEEDS = [0, 1, 2]
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    out = {}
-    for seed in SEEDS:
-        path = folder / f"seed{seed}.parquet"
-        save_mixture(generate_mixture(MixtureSpec(), seed), path)
-        out[seed] = load_mixture(path)
-    return out
 
 
 def make_arm(

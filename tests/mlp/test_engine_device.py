@@ -6,22 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dlatoms.mlp.data import MixtureSpec, generate_mixture, load_mixture, save_mixture
 from dlatoms.mlp.engine import UNIT_STATS, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
 from dlatoms.mlp.training import ArmSpec, batch_inputs, result_tables, train_seeds
 
 SEEDS = [0, 1, 2, 3]
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    out = {}
-    for seed in SEEDS:
-        path = folder / f"seed{seed}.parquet"
-        save_mixture(generate_mixture(MixtureSpec(), seed), path)
-        out[seed] = load_mixture(path)
-    return out
 
 
 def make_arm(activation="sigmoid", loss="mse", penalty="none", strength=0.0, device="cpu", steps=40):
@@ -50,6 +38,14 @@ def spec_dict(**extra):
     }
     spec.update(extra)
     return spec
+
+
+def on_cpu_and_cuda(arm, datasets):
+    """The arm trained on the CPU and on CUDA (results back on the CPU)."""
+    cpu = train_seeds(replace(arm, device="cpu"), datasets)
+    cuda = train_seeds(replace(arm, device="cuda"), datasets)
+    assert cuda.final_parameters.device.type == "cpu"
+    return cpu, cuda
 
 
 def assert_results_equal(a, b):
@@ -113,10 +109,7 @@ def test_arm_spec_reads_the_device():
     ],
 )
 def test_cuda_agrees_with_cpu(datasets, activation, loss, penalty, strength):
-    arm = make_arm(activation, loss, penalty, strength)
-    cpu = train_seeds(arm, datasets)
-    cuda = train_seeds(replace(arm, device="cuda"), datasets)
-    assert cuda.final_parameters.device.type == "cpu"
+    cpu, cuda = on_cpu_and_cuda(make_arm(activation, loss, penalty, strength), datasets)
     np.testing.assert_allclose(cuda.step_loss, cpu.step_loss, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(cuda.train_loss, cpu.train_loss, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(cuda.test_loss, cpu.test_loss, rtol=1e-4, atol=1e-6)
@@ -133,9 +126,7 @@ def test_cuda_agrees_with_cpu(datasets, activation, loss, penalty, strength):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_lone_run_and_divergence(datasets):
     """One run (the engine's 2-D path) and a diverging arm on CUDA behave as on the CPU."""
-    lone = replace(make_arm(), seeds=(2,))
-    cpu = train_seeds(lone, {2: datasets[2]})
-    cuda = train_seeds(replace(lone, device="cuda"), {2: datasets[2]})
+    cpu, cuda = on_cpu_and_cuda(replace(make_arm(), seeds=(2,)), {2: datasets[2]})
     np.testing.assert_allclose(cuda.step_loss, cpu.step_loss, rtol=1e-4, atol=1e-6)
     diverging = replace(
         make_arm(activation="relu", steps=30, device="cuda"),

@@ -13,7 +13,7 @@
 # accounts for it and sets CUDA_VISIBLE_DEVICES; a gpu gres without a device file leaves the node INVAL).
 # Partitions `cpu` (default) and `gpu` share the node, so profiles can route GPU rules to their own partition.
 # No accounting daemon: sacct does not work here, status checks must use squeue, and finished jobs stay
-# visible to squeue/scontrol for MinJobAge=300 s.
+# visible to squeue/scontrol for MinJobAge=900 s (the tests read them after runs of up to ~6 min).
 set -euo pipefail
 
 state=${1:?usage: start.sh STATE_DIR}
@@ -144,7 +144,7 @@ JobCompType=jobcomp/none
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
-MinJobAge=300
+MinJobAge=900
 KillWait=5
 MailProg=/bin/true
 DefMemPerCPU=$def_mem_per_cpu

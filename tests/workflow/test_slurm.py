@@ -30,14 +30,14 @@ SLURM_DIR = ROOT / "tests" / "slurm"
 # The user's cluster profile, then the test cluster's settings over it (later profiles win per top-level key).
 PROFILES = ["--profile", str(ROOT / "profiles/slurm"), "--profile", str(SLURM_DIR / "profile")]
 START_TIMEOUT = 300  # seconds; apt-get install on a fresh machine is most of it
-RUN_TIMEOUT = 360  # per run (they run concurrently); the smoke run took 3-4 min on a loaded 2-core box
+RUN_TIMEOUT = 660  # per run (they run concurrently, on 2 CPUs); the smoke run took 5.4-7.2 min here
 STOP_TIMEOUT = 40
 # A group job is named by a UUID, a single job by a number.
 SUBMITTED = re.compile(r"Job [\w-]+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 DAEMON_PID_FILES = ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"]
 # Rules that only combine, measure, plot or report: they must never wait in a SLURM queue.
 LOCAL_RULE_PREFIXES = ("aggregate_", "measure_", "compute_", "plot_", "render_", "collect_")
-ATLAS_GROUP = 2  # training jobs per sbatch job here (profile: 50); a group asks a core per job, node has 2
+ATLAS_GROUP = 2  # training jobs per sbatch job here (profile: 50)
 ATLAS_TARGET = "results/atlas/claims_layers.parquet"  # question 2's cells of the smoke atlas
 
 
@@ -65,7 +65,7 @@ class Cluster:
     env: dict[str, str]
 
     def scontrol_job(self, job_id: str) -> dict[str, str]:
-        """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge = 300 s)."""
+        """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge = 900 s)."""
         shown = subprocess.run(
             bounded(["scontrol", "-o", "show", "job", job_id], 20),
             env=self.env,
@@ -205,6 +205,10 @@ def runs(cluster, tmp_path_factory) -> dict[str, Run]:
                     *PROFILES,
                     "--group-components",
                     f"atlas={ATLAS_GROUP}",
+                    # A group job asks for the cores of the jobs it runs at once; with 1 core the group's jobs
+                    # run in series and it asks for 1 CPU (2 would wait for the shared 2-CPU node to be idle).
+                    "--cores",
+                    "1",
                     "--configfile",
                     "config/smoke.yaml",
                 ],
@@ -302,16 +306,21 @@ def test_atlas_conditions_are_grouped_into_few_sbatch_jobs(runs, cluster):
     cells = pd.read_parquet(run.workdir / ATLAS_TARGET)
     assert cells["condition"].nunique() == conditions and set(cells["question"]) == {"layers"}
 
-    shown = [cluster.scontrol_job(job_id) for job_id in run.slurm_jobs()]
-    assert all(job["JobState"] == "COMPLETED" for job in shown), shown
-    comments = [job["Comment"] for job in shown]
+    logs = run.slurm_jobs()
+    shown = {job_id: cluster.scontrol_job(job_id) for job_id in logs}
+    assert all(job["JobState"] == "COMPLETED" for job in shown.values()), shown
+    comments = [job["Comment"] for job in shown.values()]
     datasets = [c for c in comments if c.startswith("rule_generate_dataset")]
     decided = [c for c in comments if c.startswith("rule_decide_atlas_question")]
-    grouped = [c for c in comments if c not in datasets + decided]
+    grouped = [job_id for job_id, job in shown.items() if job["Comment"] not in datasets + decided]
     assert len(datasets) == len(seeds) and len(decided) == 1, comments
     print(f"atlas: {conditions} training jobs -> {len(grouped)} grouped sbatch jobs: {grouped}")
     assert len(grouped) == math.ceil(conditions / ATLAS_GROUP), comments
-    assert all(c.startswith("group_atlas") for c in grouped), comments
+    # The SLURM plugin names a group job "<group>_<its rules>", comments it "rule_<name>" (no wildcards)
+    # and keeps its log under group_<name>.
+    assert {shown[job_id]["Comment"] for job_id in grouped} == {"rule_atlas_train_atlas_condition"}, comments
+    assert {logs[job_id].parent.name for job_id in grouped} == {"group_atlas_train_atlas_condition"}, logs
+    assert all(shown[job_id]["NumCPUs"] == "1" for job_id in grouped), [shown[j] for j in grouped]
 
 
 @needs_cluster

@@ -44,25 +44,26 @@ class Condition:
         return {key: table_value(value) for key, value in self.values}
 
 
-def atlas_section(config: Mapping) -> dict:
+def atlas_settings(config: Mapping) -> dict:
+    """The config's `atlas:` section ({} without one)."""
     return dict(config.get("atlas") or {})
 
 
 def atlas_questions(config: Mapping) -> list[str]:
     """The questions the atlas covers, in question order ([] without an atlas)."""
-    section = atlas_section(config)
+    section = atlas_settings(config)
     wanted = section.get("questions", list(MLP_QUESTIONS)) if section else []
     return [q for q in MLP_QUESTIONS if q in wanted]
 
 
 def atlas_seeds(config: Mapping, question: str) -> list[int]:
     """The seeds of each cell: the first `atlas.seeds` of the question's discovery block."""
-    return list(config[question]["seeds"])[: int(atlas_section(config).get("seeds", 10))]
+    return list(config[question]["seeds"])[: int(atlas_settings(config).get("seeds", 10))]
 
 
 def question_axes(config: Mapping, question: str) -> dict[str, list]:
     """The question's axes in config order: the shared ones, then its own (which replace shared values)."""
-    section = atlas_section(config)
+    section = atlas_settings(config)
     axes = {key: list(values) for key, values in (section.get("axes") or {}).items()}
     for key, values in ((section.get("question_axes") or {}).get(question) or {}).items():
         axes[key] = list(values)
@@ -158,11 +159,6 @@ class Plan:
         return {c.name: c.labels for c in self.by_question.get(question, ())}
 
 
-def condition_specs(config: Mapping, question: str, name: str) -> list[dict]:
-    """The training specs of the question's condition `name` (Plan.specs)."""
-    return Plan.from_config(config).specs(config, question, name)
-
-
 def figure_axes(config: Mapping, question: str) -> dict[str, list]:
     """The question's axes with their values as the atlas table holds them, in config order."""
     return {key: [table_value(v) for v in values] for key, values in question_axes(config, question).items()}
@@ -209,7 +205,7 @@ def check_atlas(config: Mapping, schema_path: str | Path) -> None:
     """
     import yaml
 
-    section = atlas_section(config)
+    section = atlas_settings(config)
     if not section:
         return
     schema = yaml.safe_load(Path(schema_path).read_text())
@@ -255,7 +251,8 @@ def check_atlas(config: Mapping, schema_path: str | Path) -> None:
         for key, values in axes.items():
             part, name = key.split(".", 1)
             for i, value in enumerate(values):
-                trial = copy.deepcopy(dict(config))
+                trial = dict(config)  # only the question's section changes: copy that one
+                trial[question] = copy.deepcopy(dict(config[question]))
                 trial[question].setdefault(part, {})[name] = copy.deepcopy(value)
                 try:
                     validate_schema(trial, schema_path)
