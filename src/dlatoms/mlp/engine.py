@@ -802,20 +802,9 @@ def train_batch(
         device: where to train.
     """
     device = torch.device(device)
-    inputs = [v.to(device) for v in (initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2)]
-    return _train_group(network, training, diagnostics, inputs, device, progress_every)
-
-
-def _train_group(
-    network: NetworkSpec,
-    training: TrainingSpec,
-    diagnostics: DiagnosticsSpec,
-    inputs: list[torch.Tensor],
-    device: torch.device,
-    progress_every: float,
-) -> BatchResult:
-    """Train the runs of `train_batch`'s inputs (already on `device`) in one batch."""
-    initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2 = inputs
+    initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2 = (
+        v.to(device) for v in (initial, x_train, y_train, x_test, y_test, batch_indices, l1, l2)
+    )
     store = _Store(Layout(network.layer_shapes), initial.shape[0], device)
     trainer = _Trainer(network, training, store, initial, x_train, y_train, batch_indices, l1, l2)
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
