@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlatoms.core.config import ConfigError, did_you_mean, validate_schema
+from dlatoms.core.config import ConfigError, did_you_mean, load_schema, validate_schema
 from dlatoms.mlp.config import MLP_QUESTIONS, arm_names, arm_spec, check_config
 
 SECTIONS = ("network", "training")  # the parts of a question's config an axis may override
@@ -203,13 +203,10 @@ def check_atlas(config: Mapping, schema_path: str | Path) -> None:
     Every value is checked by the config schema as if it were written in the question's section, and every
     condition by the same cross-key checks as the rest of the config (dlatoms.mlp.config.check_config).
     """
-    import yaml
-
     section = atlas_settings(config)
     if not section:
         return
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    allowed = _allowed_keys(schema)
+    allowed = _allowed_keys(load_schema(schema_path))
     places = [("config.atlas.axes", section.get("axes") or {})] + [
         (f"config.atlas.question_axes.{q}", axes or {})
         for q, axes in (section.get("question_axes") or {}).items()

@@ -144,16 +144,25 @@ def _schema_message(error, where: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _validator(path: str, mtime_ns: int) -> jsonschema.Draft202012Validator:
+def _parsed_validator(path: str, mtime_ns: int) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(yaml.safe_load(Path(path).read_text()))
+
+
+def _validator(schema_path: str | Path) -> jsonschema.Draft202012Validator:
     """The schema's validator, parsed once per file version (parsing takes ~0.4 s; the atlas checks call
     validate_schema once per axis value)."""
-    return jsonschema.Draft202012Validator(yaml.safe_load(Path(path).read_text()))
+    path = Path(schema_path).resolve()
+    return _parsed_validator(str(path), path.stat().st_mtime_ns)
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    """The config schema as parsed for validate_schema (shared: read it, do not change it)."""
+    return _validator(schema_path).schema
 
 
 def validate_schema(config: dict, schema_path: str | Path) -> None:
     """Raise ConfigError with one line naming the first offending key, its problem and the fix."""
-    path = Path(schema_path).resolve()
-    validator = _validator(str(path), path.stat().st_mtime_ns)
+    validator = _validator(schema_path)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
