@@ -10,6 +10,14 @@ from dlatoms.mlp.engine import UNIT_STATS, DiagnosticsSpec, NetworkSpec, Trainin
 from dlatoms.mlp.training import ArmSpec, batch_inputs, result_tables, train_seeds
 
 SEEDS = [0, 1, 2, 3]
+# (activation, loss, penalty, strength) of the arms both device tests train.
+SETTINGS = [
+    ("sigmoid", "mse", "none", 0.0),
+    ("sigmoid", "cross_entropy", "l1", 0.1),
+    ("relu", "mse", "l1", 1.0),
+    ("relu", "cross_entropy", "none", 0.0),
+    ("relu", "cross_entropy", "l1", 0.1),
+]
 
 
 def make_arm(activation="sigmoid", loss="mse", penalty="none", strength=0.0, device="cpu", steps=40):
@@ -58,15 +66,7 @@ def assert_results_equal(a, b):
     torch.testing.assert_close(a.final_parameters, b.final_parameters, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(
-    ("activation", "loss", "penalty", "strength"),
-    [
-        ("sigmoid", "mse", "none", 0.0),
-        ("sigmoid", "cross_entropy", "l1", 0.1),
-        ("relu", "mse", "l1", 1.0),
-        ("relu", "cross_entropy", "none", 0.0),
-    ],
-)
+@pytest.mark.parametrize(("activation", "loss", "penalty", "strength"), SETTINGS)
 def test_explicit_cpu_device_is_bit_identical_to_the_default(datasets, activation, loss, penalty, strength):
     arm = make_arm(activation, loss, penalty, strength)
     default = ArmSpec(**{f: getattr(arm, f) for f in arm.__dataclass_fields__ if f != "device"})
@@ -99,15 +99,7 @@ def test_arm_spec_reads_the_device():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize(
-    ("activation", "loss", "penalty", "strength"),
-    [
-        ("sigmoid", "mse", "none", 0.0),
-        ("sigmoid", "cross_entropy", "l1", 0.1),
-        ("relu", "mse", "l1", 1.0),
-        ("relu", "cross_entropy", "l1", 0.1),
-    ],
-)
+@pytest.mark.parametrize(("activation", "loss", "penalty", "strength"), SETTINGS)
 def test_cuda_agrees_with_cpu(datasets, activation, loss, penalty, strength):
     cpu, cuda = on_cpu_and_cuda(make_arm(activation, loss, penalty, strength), datasets)
     np.testing.assert_allclose(cuda.step_loss, cpu.step_loss, rtol=1e-4, atol=1e-6)
