@@ -58,7 +58,7 @@ REPORT_SETTINGS = {
     "atlas_axes": {
         q: atlas_cfg.figure_axes(config, q) for q in atlas_cfg.atlas_questions(config)
     },
-    "atlas_seeds": atlas_cfg.atlas_settings(config).get("seeds", 10),
+    "atlas_seeds": atlas_cfg.seeds_per_cell(config),
     "finetune_comparisons": {
         entry["label"]: {
             "summary": f"compare_{i}_summary",

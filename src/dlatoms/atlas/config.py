@@ -56,9 +56,14 @@ def atlas_questions(config: Mapping) -> list[str]:
     return [q for q in MLP_QUESTIONS if q in wanted]
 
 
+def seeds_per_cell(config: Mapping) -> int:
+    """`atlas.seeds`: how many seeds each cell trains (10 unless set)."""
+    return int(atlas_settings(config).get("seeds", 10))
+
+
 def atlas_seeds(config: Mapping, question: str) -> list[int]:
     """The seeds of each cell: the first `atlas.seeds` of the question's discovery block."""
-    return list(config[question]["seeds"])[: int(atlas_settings(config).get("seeds", 10))]
+    return list(config[question]["seeds"])[: seeds_per_cell(config)]
 
 
 def question_axes(config: Mapping, question: str) -> dict[str, list]:
@@ -228,7 +233,7 @@ def check_atlas(config: Mapping, schema_path: str | Path) -> None:
                     f"{where}.{key}: {repeated[0]} is listed more than once; remove the duplicate "
                     "(each value is one condition)"
                 )
-    seeds = int(section.get("seeds", 10))
+    seeds = seeds_per_cell(config)
     for question in atlas_questions(config):
         available = len(config[question]["seeds"])
         if seeds > available:
