@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from reference_loop import train_reference
 
 from dlatoms.core.seeding import torch_generator
-from dlatoms.mlp.engine import UNIT_STATS, Layout, NetworkSpec, TrainingSpec
+from dlatoms.mlp.engine import CKA_STAT, UNIT_STATS, Layout, NetworkSpec, TrainingSpec, linear_cka
 from dlatoms.mlp.training import ArmSpec, batch_indices, initial_parameters, train_seeds
 
 SEEDS = [0, 1, 2]
@@ -149,10 +151,77 @@ def test_exact_distinct_units_see_noise_below_the_tolerance(datasets):
     """Constant 0 plus noise of std 1e-6: one unit at tolerance 1e-5, all distinct at tolerance 0."""
     noisy = train_seeds(make_arm(init={"name": "constant", "value": 0.0, "noise_std": 1e-6}), datasets)
     zeros = train_seeds(make_arm(init={"name": "zeros"}), datasets)
-    assert set(noisy.unit_stats) == set(UNIT_STATS)
+    assert set(noisy.unit_stats) == {*UNIT_STATS, CKA_STAT}
     hidden = slice(0, 2)  # the two hidden layers; the linear output layer has no units to compare
     assert (noisy.unit_stats["distinct_units"][0, :, hidden] == 1).all()
     assert (noisy.unit_stats["distinct_units_exact"][0, :, hidden] == 20).all()
     assert (zeros.unit_stats["distinct_units_exact"][:, :, hidden] == 1).all()
     assert (zeros.unit_stats["distinct_units"][:, :, hidden] == 1).all()
     assert np.isnan(noisy.unit_stats["distinct_units_exact"][:, :, 2]).all()
+
+
+# ------------------------------------------------------------------------------------- CKA (claim 2c)
+
+
+def test_linear_cka_is_one_for_the_same_representation_and_invariant():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 8, dtype=torch.float64, generator=generator)
+    y = torch.randn(100, 5, dtype=torch.float64, generator=generator)
+    rotation = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64, generator=generator)).Q
+    assert linear_cka(x, x).item() == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(x @ rotation, x).item() == pytest.approx(1.0, abs=1e-12)  # orthogonal transform
+    assert linear_cka(3.0 * x + 2.0, y).item() == pytest.approx(linear_cka(x, y).item(), abs=1e-12)
+    assert linear_cka(x, y).item() == pytest.approx(linear_cka(y, x).item(), abs=1e-12)
+    assert 0.0 <= linear_cka(x, y).item() < 0.2  # independent noise: small
+    # Centered X = [[1, 0], [-1, 0], [0, 1], [0, -1]] and Y its first column: ||Y^T X||^2 = 2^2 = 4,
+    # ||X^T X|| = ||diag(2, 2)|| = 2 sqrt 2, ||Y^T Y|| = 2, so CKA = 1 / sqrt 2.
+    known = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    assert linear_cka(known, known[:, :1]).item() == pytest.approx(2**-0.5, abs=1e-12)
+    assert np.isnan(linear_cka(torch.ones(10, 3), torch.randn(10, 3)).item())  # constant: undefined
+    # Batched: leading dimensions broadcast.
+    batch = linear_cka(torch.stack([x, x @ rotation, 2 * x]), x)
+    torch.testing.assert_close(batch, torch.ones(3, dtype=torch.float64))
+
+
+def hidden_activations(network: NetworkSpec, flat: torch.Tensor, x: np.ndarray) -> list[torch.Tensor]:
+    """Each hidden layer's sigmoid activations (n, units) of one run's flat parameters."""
+    layout = Layout(network.layer_shapes)
+    a, out = torch.tensor(np.array(x, dtype=np.float32)), []
+    for w, b in list(zip(layout.weights(flat[None]), layout.biases(flat[None]), strict=True))[:-1]:
+        a = torch.sigmoid(a @ w[0] + b[0])
+        out.append(a)
+    return out
+
+
+def test_engine_records_cka_to_the_final_activations(datasets):
+    """cka_to_final at step s is linear_cka of the s-step network's test activations and the final one's."""
+    arm = make_arm(steps=40)
+    arm = replace(arm, training=replace(arm.training, cka_every=20))
+    result = train_seeds(arm, datasets)
+    cka = result.unit_stats[CKA_STAT]
+    assert cka.shape == result.unit_stats["weight_norm"].shape
+    recorded = [i for i, t in enumerate(result.eval_steps) if t in (0, 20, 40)]
+    assert np.isnan(np.delete(cka, recorded, axis=0)).all()  # steps 10 and 30 are not multiples of 20
+    assert np.isnan(cka[:, :, -1]).all()  # the output layer has no hidden units
+    np.testing.assert_allclose(cka[-1, :, :-1], 1.0, atol=1e-6)
+    short = replace(arm, training=replace(arm.training, steps=20))
+    at_20 = train_seeds(short, datasets)  # the first 20 steps of the same runs (same draws)
+    for r, seed in enumerate(SEEDS):
+        x_test = datasets[seed].x_test
+        final = hidden_activations(arm.network, result.final_parameters[r], x_test)
+        middle = hidden_activations(arm.network, at_20.final_parameters[r], x_test)
+        for layer, (m, f) in enumerate(zip(middle, final, strict=True)):
+            assert cka[recorded[1], r, layer] == pytest.approx(linear_cka(m, f).item(), abs=1e-4)
+    # Off by default: nothing recorded, and the column is there all NaN.
+    assert np.isnan(train_seeds(make_arm(steps=20), datasets).unit_stats[CKA_STAT]).all()
+    with pytest.raises(ValueError, match="cka_every must be 0 .* multiple of eval_every"):
+        TrainingSpec(eval_every=10, cka_every=15)
+
+
+def test_cka_of_a_run_does_not_depend_on_the_runs_beside_it(datasets):
+    arm = replace(make_arm(), training=replace(make_arm().training, cka_every=10))
+    both = train_seeds(arm, datasets)
+    alone = train_seeds(arm, {1: datasets[1]})
+    np.testing.assert_array_equal(alone.unit_stats[CKA_STAT][:, 0], both.unit_stats[CKA_STAT][:, 1])
+    again = train_seeds(arm, datasets)
+    np.testing.assert_array_equal(again.unit_stats[CKA_STAT], both.unit_stats[CKA_STAT])

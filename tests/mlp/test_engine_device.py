@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlatoms.mlp.engine import UNIT_STATS, DiagnosticsSpec, NetworkSpec, TrainingSpec, train_batch
+from dlatoms.mlp.engine import (
+    CKA_STAT,
+    UNIT_STATS,
+    DiagnosticsSpec,
+    NetworkSpec,
+    TrainingSpec,
+    train_batch,
+)
 from dlatoms.mlp.training import ArmSpec, batch_inputs, result_tables, train_seeds
 
 SEEDS = [0, 1, 2, 3]
@@ -26,7 +33,9 @@ def make_arm(activation="sigmoid", loss="mse", penalty="none", strength=0.0, dev
         arm="a",
         seeds=tuple(SEEDS),
         network=NetworkSpec(input_dim=12, hidden_sizes=(20, 20), activation=activation),
-        training=TrainingSpec(steps=steps, eval_every=10, trace_every=10, traced_weights=5, loss=loss),
+        training=TrainingSpec(
+            steps=steps, eval_every=10, trace_every=10, traced_weights=5, loss=loss, cka_every=20
+        ),
         init={"name": "xavier_uniform"},
         penalty=penalty,
         strength=strength,
@@ -60,7 +69,7 @@ def assert_results_equal(a, b):
     """Every recorded number bit-identical (NaN equal to NaN)."""
     for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "traced", "step_loss"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for name in UNIT_STATS:
+    for name in (*UNIT_STATS, CKA_STAT):
         np.testing.assert_array_equal(a.unit_stats[name], b.unit_stats[name], err_msg=name)
     np.testing.assert_array_equal(a.diverged_step, b.diverged_step)
     torch.testing.assert_close(a.final_parameters, b.final_parameters, rtol=0, atol=0)
@@ -112,6 +121,8 @@ def test_cuda_agrees_with_cpu(datasets, activation, loss, penalty, strength):
     np.testing.assert_allclose(cuda.train_accuracy, cpu.train_accuracy, atol=0.011)
     for name in ("mean_abs_weight", "weight_norm"):
         np.testing.assert_allclose(cuda.unit_stats[name], cpu.unit_stats[name], rtol=1e-4, atol=1e-6)
+    # CKA at steps 0, 20 and 40 of the hidden layers (NaN elsewhere, and where a ReLU layer is constant).
+    np.testing.assert_allclose(cuda.unit_stats[CKA_STAT], cpu.unit_stats[CKA_STAT], rtol=1e-3, atol=1e-4)
     np.testing.assert_array_equal(cuda.diverged_step, cpu.diverged_step)
 
 

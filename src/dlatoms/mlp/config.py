@@ -37,6 +37,13 @@ def check_config(config: dict) -> None:
                     f"config.{question}.training.{key}: {training[key]} is more than steps ({steps}); "
                     f"set {key} <= steps"
                 )
+        cka_every, eval_every = training.get("cka_every", 0), training.get("eval_every", 50)
+        if cka_every % eval_every:
+            raise ConfigError(
+                f"config.{question}.training.cka_every: {cka_every} is not a multiple of eval_every "
+                f"({eval_every}); CKA is recorded at evaluations, so set cka_every to 0 (off) or a multiple "
+                f"of {eval_every}"
+            )
     data = config["data"]
     n_test = round(data["test_fraction"] * data["n_points"])
     if not 1 <= n_test < data["n_points"]:

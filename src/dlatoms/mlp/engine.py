@@ -65,6 +65,9 @@ class TrainingSpec:
     trace_every: int = 50
     traced_weights: int = 50
     traced_layers: str = "all"  # one of TRACED_LAYERS
+    # Steps between records of each hidden layer's linear CKA to its final activations on the test rows
+    # (a multiple of eval_every; the last step is always recorded); 0 records none.
+    cka_every: int = 0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
 
@@ -77,6 +80,11 @@ class TrainingSpec:
             )
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"training.sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
+        if self.cka_every < 0 or (self.cka_every and self.cka_every % self.eval_every):
+            raise ValueError(
+                f"training.cka_every must be 0 (off) or a multiple of eval_every ({self.eval_every}), "
+                f"got {self.cka_every}: CKA is recorded at evaluations"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class BatchResult:
     traced: np.ndarray  # (T, R, n_traced)
     traced_layer: np.ndarray  # (n_traced,) 1-based layer of each traced weight
     traced_index: np.ndarray  # (n_traced,) index within the flattened (fan_in, fan_out) matrix
-    unit_stats: dict[str, np.ndarray]  # each (E, R, L), by UNIT_STATS name
+    unit_stats: dict[str, np.ndarray]  # each (E, R, L), by UNIT_STATS name, and CKA_STAT (see `linear_cka`)
     step_loss: np.ndarray  # (steps, R) minibatch loss (data term) at each step
     diverged_step: np.ndarray  # (R,) first step whose loss was not finite, -1 if none
     final_parameters: torch.Tensor  # (R, P)
@@ -202,6 +210,10 @@ UNIT_STATS = (
     "distinct_units_exact",
     "saturated_fraction",
 )
+# The unit statistic `train_batch` adds to UNIT_STATS': per evaluation step that is a multiple of
+# training.cka_every (and the last), each hidden layer's linear CKA (`linear_cka`) between its activations
+# on the test rows at that step and at the last step; NaN at the other steps and on the output layer.
+CKA_STAT = "cka_to_final"
 
 
 def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
@@ -209,6 +221,20 @@ def data_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.
     if loss == "mse":
         return (outputs - targets).square().mean(dim=(1, 2))
     return -(targets * torch.log_softmax(outputs, dim=-1)).sum(-1).mean(-1)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Linear CKA (Kornblith et al. 2019) of representations x (..., n, p) and y (..., n, q) of n examples.
+
+    ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centered X and Y: 1 for the same representation, and
+    unchanged by an orthogonal transform or an isotropic scaling of either; NaN when one is constant.
+    """
+    x = x - x.mean(dim=-2, keepdim=True)
+    y = y - y.mean(dim=-2, keepdim=True)
+    cross = torch.linalg.matrix_norm(y.transpose(-1, -2) @ x).square()
+    x_norm = torch.linalg.matrix_norm(x.transpose(-1, -2) @ x)
+    y_norm = torch.linalg.matrix_norm(y.transpose(-1, -2) @ y)
+    return cross / (x_norm * y_norm)
 
 
 @dataclass
@@ -497,9 +523,19 @@ class _Evaluator:
         store: _Store,
         splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
         n_evals: int,
+        cka_at: dict[int, int] | None = None,
     ) -> None:
         self.network, self.training, self.diagnostics, self.store = network, training, diagnostics, store
         runs, n_layers, device = store.runs, len(store.layout.shapes), store.device
+        # Evaluation index -> record of the kept test activations (CKA_STAT); the last step's record is last.
+        # Per hidden layer, (runs, records, units, test rows), centered over the test rows: 4 bytes per
+        # hidden unit, test row, run and record (question 2's default: 114 MB for 25 runs).
+        self.cka_at = cka_at or {}
+        n_test = splits["test"][0].shape[1]
+        self.cka_activations = [
+            torch.empty(runs, len(self.cka_at), units, n_test, device=device)
+            for _, units in (store.layout.shapes[:-1] if self.cka_at else [])
+        ]
         self.group = min(n_evals, max(1, EVAL_NETWORKS // runs))
         networks = self.group * runs
         self.threads = 1 if networks == 1 else torch.get_num_threads()
@@ -551,7 +587,44 @@ class _Evaluator:
             stats = _unit_stats(self.network, blocks, buffers.values, self.diagnostics)
         for name, value in stats.items():
             self.unit_stats[name][self.pending] = value.view(self.group, runs, -1)[:count]
+        for slot, index in enumerate(self.pending):
+            if index in self.cka_at:  # keep the test activations, centered, until the last step's are known
+                for kept, values in zip(self.cka_activations, buffers.values, strict=True):
+                    mine = values[slot * runs : (slot + 1) * runs]
+                    torch.sub(mine, mine.mean(dim=-1, keepdim=True), out=kept[:, self.cka_at[index]])
         self.pending.clear()
+
+    def cka_to_final(self) -> torch.Tensor:
+        """(evaluations, runs, layers) CKA_STAT: each hidden layer's linear CKA to its last-step activations.
+
+        NaN at evaluations without a record and on the output layer. Call after the last flush.
+        """
+        runs, n_layers = self.store.runs, len(self.store.layout.shapes)
+        n_evals = next(iter(self.metrics.values())).shape[0]
+        cka = torch.full((n_evals, runs, n_layers), math.nan, device=self.store.device)
+        records = sorted(self.cka_at, key=self.cka_at.get)
+        # A lone run's products on one thread, as in training (see `_threads`).
+        with _threads(1 if runs == 1 else torch.get_num_threads()):
+            for layer, kept in enumerate(self.cka_activations):
+                cka[records, :, layer] = _cka_to_last(kept).T
+        return cka
+
+
+def _cka_to_last(kept: torch.Tensor) -> torch.Tensor:
+    """(runs, records) linear CKA of each record to the run's last, from centered (runs, records, units, n).
+
+    `linear_cka` with features as rows, arranged for speed: the cross products of a run's records with its
+    last one are one matrix product per run.
+    """
+    runs, records, units, n = kept.shape
+    last = kept[:, -1]  # (runs, units, n)
+    cross = torch.bmm(
+        last, kept.view(runs, records * units, n).transpose(1, 2)
+    )  # (runs, units, records * units)
+    cross_squared = cross.view(runs, units, records, units).square().sum(dim=(1, 3))
+    flat = kept.view(runs * records, units, n)
+    gram_norm = torch.linalg.matrix_norm(torch.bmm(flat, flat.transpose(1, 2))).view(runs, records)
+    return cross_squared / (gram_norm * gram_norm[:, -1:])
 
 
 class _Trainer:
@@ -735,7 +808,17 @@ class _Recorder:
         self.traced = torch.empty(len(self.trace_steps), runs, positions.numel(), device=device)
         self.traced_rows = self.traced.view(len(self.trace_steps), -1)
         self.step_loss = torch.empty(steps, runs, device=device)
-        self.evaluator = _Evaluator(network, training, diagnostics, store, splits, len(self.eval_steps))
+        cka_every = training.cka_every
+        cka_steps = [t for t in self.eval_steps if cka_every and (t % cka_every == 0 or t == steps)]
+        self.evaluator = _Evaluator(
+            network,
+            training,
+            diagnostics,
+            store,
+            splits,
+            len(self.eval_steps),
+            {self.eval_at[t]: row for row, t in enumerate(cka_steps)},
+        )
 
     def parameters(self, t: int, params: torch.Tensor) -> None:
         """Record the parameters before step t where step t is evaluated or traced."""
@@ -765,7 +848,10 @@ class _Recorder:
             traced=self.traced.cpu().numpy(),
             traced_layer=self.traced_layer,
             traced_index=self.traced_index,
-            unit_stats={k: v.cpu().numpy() for k, v in self.evaluator.unit_stats.items()},
+            unit_stats={
+                k: v.cpu().numpy()
+                for k, v in {**self.evaluator.unit_stats, CKA_STAT: self.evaluator.cka_to_final()}.items()
+            },
             step_loss=step_loss.numpy(),
             diverged_step=first_bad.numpy(),
             final_parameters=final_parameters.cpu(),
