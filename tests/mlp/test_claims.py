@@ -98,16 +98,26 @@ def init_table(changes: dict[str, dict[str, float]] | None = None, salt: str = "
 
 TOWARD = {1: 0.6, 2: 0.65, 3: 0.7, 4: 0.95}
 ORDERED = {1: 400, 2: 200, 3: 100, 4: 50}
+BOTTOM_UP = {1: 100, 2: 200, 3: 300}  # claim 2c: the step each hidden layer's CKA reaches cka_level
 
 
-def layers_table(steps=ORDERED, toward=None, reversed_seeds=()) -> pd.DataFrame:
-    """Question 2 measures per (seed, layer); `reversed_seeds` converge in the opposite layer order."""
+def layers_table(
+    steps=ORDERED, toward=None, reversed_seeds=(), cka=BOTTOM_UP, cka_reversed_seeds=()
+) -> pd.DataFrame:
+    """Question 2 measures per (seed, layer); `reversed_seeds` converge in the opposite layer order.
+
+    `cka` gives the hidden layers' CKA steps (the output layer's is NaN); `cka_reversed_seeds` reach them
+    in the opposite order.
+    """
     toward = {**TOWARD, **(toward or {})}
     rows = []
     for layer in steps:
         step_noise, toward_noise = _noise(f"step{layer}", 10.0), _noise(f"toward{layer}")
+        cka_noise = _noise(f"cka{layer}", 10.0)
         for seed in range(N_SEEDS):
             step = steps[len(steps) + 1 - layer] if seed in reversed_seeds else steps[layer]
+            cka_layer = len(cka) + 1 - layer if seed in cka_reversed_seeds else layer
+            cka_step = cka[cka_layer] + cka_noise[seed] if cka_layer in cka and layer in cka else np.nan
             rows.append(
                 {
                     "question": "layers",
@@ -119,6 +129,7 @@ def layers_table(steps=ORDERED, toward=None, reversed_seeds=()) -> pd.DataFrame:
                     "early_change": 0.02,
                     "monotonicity": 0.5,
                     "toward_share": toward[layer] + toward_noise[seed],
+                    "cka_step": cka_step,
                     "diverged": False,
                     "diverged_step": -1,
                 }
@@ -268,6 +279,13 @@ LAYER_CASES = {
     ],
     "2b": [({}, SUPPORTED), ({"toward": {4: 0.6}}, CONTRADICTED), ({"toward": {4: 0.65}}, INCONCLUSIVE)],
     "2b+": [({}, SUPPORTED), ({"toward": {4: 0.8}}, CONTRADICTED), ({"toward": {4: 0.9}}, INCONCLUSIVE)],
+    "2c": [
+        ({}, SUPPORTED),
+        ({"cka": {1: 300, 2: 200, 3: 100}}, CONTRADICTED),  # top-down
+        ({"cka_reversed_seeds": set(range(0, 40, 2))}, INCONCLUSIVE),  # half each way: no order
+        ({"cka": {1: 100, 2: 300, 3: 200}}, INCONCLUSIVE),  # agreement 0.5, but layers 2-3 top-down block
+        ({"cka": {1: 200, 2: 200, 3: 200}}, INCONCLUSIVE),  # the same step (noise only): no order
+    ],
 }
 
 
@@ -284,6 +302,24 @@ def test_layer_claims_without_layers_are_not_measured(claim_id):
     assert judged(claim_id)["verdict"] == NOT_MEASURED
     one_layer = layers_table({1: 100})
     assert judged(claim_id, layers=one_layer)["verdict"] == NOT_MEASURED
+
+
+def test_bottom_up_is_contradicted_only_by_a_clear_top_down_order():
+    """2c: no order is inconclusive (2a's exceeds test would contradict); a top-down order contradicts."""
+    weak = judged("2c", layers=layers_table(cka_reversed_seeds=set(range(0, 40, 3))))  # 2 of 3 bottom-up
+    assert 0 < weak["statistic"] and weak["verdict"] == INCONCLUSIVE, weak["detail"]
+    blocked = judged("2c", layers=layers_table(cka={1: 100, 2: 300, 3: 200}))
+    assert blocked["statistic"] > SPEC.order_margin
+    assert "clearly top-down: 2-3" in blocked["detail"]
+    assert "No adjacent pair" in judged("2c", layers=layers_table())["detail"]
+    top_down = judged("2c", layers=layers_table(cka={1: 300, 2: 200, 3: 100}))
+    assert top_down["statistic"] == pytest.approx(-1.0) and top_down["verdict"] == CONTRADICTED
+
+
+def test_bottom_up_without_cka_is_not_measured():
+    row = judged("2c", layers=layers_table(cka={}))  # training.cka_every 0: no CKA step anywhere
+    assert row["verdict"] == NOT_MEASURED and "cka_every" in row["detail"]
+    assert judged("2c", layers=layers_table().drop(columns="cka_step"))["verdict"] == NOT_MEASURED
 
 
 def test_a_reversed_pair_blocks_support_but_never_contradicts():
@@ -485,8 +521,9 @@ def test_measures_are_recomputed_once_per_setting_that_matters(monkeypatch):
         regularization_units=raw,
     )
     rows = evaluate_claims(tables, BLOCKS, SPEC, BOOT)
-    # 18 and 3 measure settings, the configured one given (convergence_fraction x2 = 1.0 is out of range)
-    assert calls == {"layers": 17, "regularization": 2}
+    # 18 (2a) + 2 (2c: cka_level x2 = 1.8 is out of range) and 3 measure settings, the configured one given
+    # once (convergence_fraction x2 = 1.0 is out of range)
+    assert calls == {"layers": 18, "regularization": 2}
     robust = rows.set_index("claim_id")
     assert robust.loc["2a", "settings"] == 54 and robust.loc["3c", "settings"] == 18  # sparse_fraction 1.0
 
@@ -541,7 +578,7 @@ def test_claims_table_has_every_claim_kind_and_threshold():
     )
     assert list(rows.columns) == CLAIM_COLUMNS
     assert list(rows["claim_id"]) == [c.claim_id for c in CLAIMS]
-    expected = {"1a", "1a+", "1b", "1c", "1d", "1e", "1e+", "1f", "1g", "1h", "2a", "2b", "2b+"}
+    expected = {"1a", "1a+", "1b", "1c", "1d", "1e", "1e+", "1f", "1g", "1h", "2a", "2b", "2b+", "2c"}
     assert expected | {"3a", "3b", "3c", "3d", "3e", "3z"} == set(rows["claim_id"])
     assert set(rows.loc[rows["kind"] == CHECK, "claim_id"]) == {"3z"}
     assert set(rows["kind"]) == {FINDING, CHECK}

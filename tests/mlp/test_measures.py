@@ -6,10 +6,12 @@ import pytest
 
 from dlatoms.mlp.measures import (
     AnalysisSpec,
+    cka_steps,
     init_seed_measures,
     layer_changes,
     layer_convergence,
     regularization_seed_measures,
+    with_cka_steps,
 )
 
 SPEC = AnalysisSpec()
@@ -286,3 +288,36 @@ def test_layer_changes_ignore_row_order_and_fill_missing_snapshots():
     pd.testing.assert_frame_equal(
         changes.loc[[0]].reset_index(), ordered[ordered["seed"] == 0].reset_index(drop=True), check_like=True
     )
+
+
+def cka_units(cka_by_layer: dict[int, list[float]], steps=(0, 10, 20, 30), seed=0) -> pd.DataFrame:
+    """A question 2 units table of one run: hidden layers' cka_to_final at `steps`, an output layer."""
+    rows = []
+    for layer in (*cka_by_layer, max(cka_by_layer) + 1):
+        for i, step in enumerate(steps):
+            cka = cka_by_layer[layer][i] if layer in cka_by_layer else np.nan
+            rows.append(("layers", "xavier", seed, step, layer, 5, 1.0, 5.0, cka))
+    columns = ["question", "arm", "seed", "step", "layer", "units", "weight_norm", "distinct_units"]
+    return pd.DataFrame(rows, columns=[*columns, "cka_to_final"])
+
+
+def test_cka_step_is_the_first_step_from_which_cka_stays_at_the_level():
+    units = cka_units({1: [0.95, 0.85, 0.92, 1.0], 2: [0.1, 0.5, 0.95, 1.0], 3: [0.1, 0.95, 0.5, 1.0]})
+    steps = cka_steps(units, AnalysisSpec(cka_level=0.9)).set_index("layer")["cka_step"]
+    assert steps.to_dict() == {1: 20.0, 2: 20.0, 3: 30.0}  # layer 1 dips below at step 10; 3 at step 20
+    lower = cka_steps(units, AnalysisSpec(cka_level=0.8)).set_index("layer")["cka_step"]
+    assert lower.to_dict() == {1: 0.0, 2: 20.0, 3: 30.0}
+    # Evaluations between records (NaN) are skipped; a diverged run (NaN diagnostics) has no step.
+    sparse = cka_units({1: [0.5, np.nan, 0.95, 1.0]})
+    assert cka_steps(sparse, AnalysisSpec()).loc[0, "cka_step"] == 20.0
+    diverged = cka_units({1: [0.5, 0.95, np.nan, np.nan]})
+    diverged.loc[diverged["step"] >= 20, "weight_norm"] = np.nan
+    assert np.isnan(cka_steps(diverged, AnalysisSpec()).loc[0, "cka_step"])
+    # No CKA recorded (training.cka_every 0): NaN; the merged measures give the output layer NaN.
+    assert np.isnan(cka_steps(cka_units({1: [np.nan] * 4}), AnalysisSpec()).loc[0, "cka_step"])
+    convergence = pd.DataFrame(
+        {"question": "layers", "arm": "xavier", "seed": 0, "layer": [1, 2, 3, 4], "convergence_step": 5.0}
+    )
+    merged = with_cka_steps(convergence, units, AnalysisSpec())
+    assert merged["cka_step"].tolist()[:3] == [20.0, 20.0, 30.0] and np.isnan(merged["cka_step"].iloc[3])
+    assert with_cka_steps(convergence, None, AnalysisSpec())["cka_step"].isna().all()

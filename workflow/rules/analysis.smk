@@ -6,7 +6,12 @@ MEASURE_ANALYSIS = {
     question: {key: config["analysis"][key] for key in keys}
     for question, keys in {
         "init": ["chance_accuracy"],
-        "layers": ["convergence_fraction", "early_snapshots", "smoothing_snapshots"],
+        "layers": [
+            "convergence_fraction",
+            "early_snapshots",
+            "smoothing_snapshots",
+            "cka_level",
+        ],
         "regularization": ["chance_accuracy", "sparsity_threshold"],
     }.items()
 }
@@ -34,6 +39,7 @@ rule measure_layers:
     input:
         metrics="results/tables/layers_metrics.parquet",
         weights="results/tables/layers_weights.parquet",
+        units="results/tables/layers_units.parquet",
     output:
         changes="results/tables/layers_changes.parquet",
         measures="results/tables/layers_measures.parquet",
@@ -76,6 +82,7 @@ rule compute_claims:
         # the sensitivity grid recomputes measures at other thresholds from the raw tables
         layers_metrics="results/tables/layers_metrics.parquet",
         layers_weights="results/tables/layers_weights.parquet",
+        layers_units="results/tables/layers_units.parquet",
         regularization_metrics="results/tables/regularization_metrics.parquet",
         regularization_weights="results/tables/regularization_weights.parquet",
         regularization_units="results/tables/regularization_units.parquet",

@@ -34,12 +34,13 @@ from dlatoms.mlp.measures import (
     layer_changes,
     layer_convergence,
     regularization_seed_measures,
+    with_cka_steps,
 )
 
 # Per question of 1-3, the analysis settings its per-seed measures depend on (question 1's: none of them).
 MEASURE_DEPENDS = {
     "init": (),
-    "layers": ("convergence_fraction", "early_snapshots", "smoothing_snapshots"),
+    "layers": ("convergence_fraction", "early_snapshots", "smoothing_snapshots", "cka_level"),
     "regularization": ("sparsity_threshold",),
 }
 assert {n for names in MEASURE_DEPENDS.values() for n in names} <= set(AnalysisSpec.__dataclass_fields__)
@@ -50,6 +51,7 @@ assert {n for names in MEASURE_DEPENDS.values() for n in names} <= set(AnalysisS
 THRESHOLD_BOUNDS: dict[str, tuple[float, float]] = {
     "collapsed_fraction": (0.0, 1.0),
     "convergence_fraction": (0.0, 1.0),
+    "cka_level": (0.0, 1.0),
     "sparse_fraction": (0.0, 1.0),
     "monotone_share": (0.0, 1.0),
     "saturation_gap": (0.0, 1.0),
@@ -74,6 +76,7 @@ class ClaimTables:
     regularization: pd.DataFrame | None = None
     layers_metrics: pd.DataFrame | None = None
     layers_weights: pd.DataFrame | None = None
+    layers_units: pd.DataFrame | None = None
     regularization_metrics: pd.DataFrame | None = None
     regularization_weights: pd.DataFrame | None = None
     regularization_units: pd.DataFrame | None = None
@@ -109,7 +112,8 @@ class ClaimTables:
 
         if question == "layers":
             metrics = of(self.layers_metrics)
-            return layer_convergence(layer_changes(of(self.layers_weights), spec), spec, metrics)
+            convergence = layer_convergence(layer_changes(of(self.layers_weights), spec), spec, metrics)
+            return with_cka_steps(convergence, of(self.layers_units), spec)
         if question == "regularization":
             metrics, weights = of(self.regularization_metrics), of(self.regularization_weights)
             return regularization_seed_measures(metrics, weights, of(self.regularization_units), spec)

@@ -13,7 +13,7 @@ Where each claim lives:
 - dlatoms.mlp.claim_context: the tables and context claims are measured on (`ClaimTables`, `Context`,
   `ClaimContexts`), `THRESHOLD_BOUNDS`, and the shared helpers and wording (`compare`, `side_of`);
 - dlatoms.mlp.claims_init: 1a, 1a+, 1b, 1c, 1d, 1e, 1e+, 1f, 1g, 1h (initialization);
-- dlatoms.mlp.claims_layers: 2a, 2b, 2b+ (which layers converge first);
+- dlatoms.mlp.claims_layers: 2a, 2b, 2b+, 2c (which layers converge first);
 - dlatoms.mlp.claims_regularization: 3a, 3b, 3c, 3d, 3e and the check 3z (penalties).
 
 Every sentence of a detail that states a result is worded from the measured numbers (`compare`, `side_of`).
@@ -103,7 +103,7 @@ SUMMARY_COLUMNS = {
         "final_distinct_share",
         "final_saturated_fraction",
     ],
-    "layers": ["convergence_step", "monotonicity", "toward_share", "early_change"],
+    "layers": ["convergence_step", "monotonicity", "toward_share", "early_change", "cka_step"],
     "regularization": ["mean_abs_weight", "near_zero_fraction", "final_accuracy", "curve_accuracy"],
 }
 

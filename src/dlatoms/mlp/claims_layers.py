@@ -1,8 +1,9 @@
-"""The claims of question 2 (which layers converge first), 2a, 2b and 2b+.
+"""The claims of question 2 (which layers converge first), 2a, 2b, 2b+ and 2c.
 
 2a later layers converge sooner (order agreement over layers, with a guard against a clearly reversed
 adjacent pair), 2b the last layer moves toward its final values on more steps than the first (weak reading
-of "almost monotonically"), 2b+ on more than monotone_share of the steps (strong reading).
+of "almost monotonically"), 2b+ on more than monotone_share of the steps (strong reading), 2c the hidden
+layers' representations reach their final ones bottom-up (Raghu et al. 2017; measured by linear CKA).
 """
 
 from __future__ import annotations
@@ -139,6 +140,75 @@ def _last_layer_monotone(context: Context) -> Outcome:
     return finish(last, [test], detail, table["arm"].unique())
 
 
+@dataclass(frozen=True)
+class SupportOnly(Test):
+    """A test that can only support: inconclusive where the plain test would contradict.
+
+    2c's order test: agreement below order_margin is not yet a contrary order; its second test says when.
+    """
+
+    def verdict(self, min_seeds: int = MIN_SEEDS) -> str:
+        return SUPPORTED if Test.verdict(self, min_seeds) == SUPPORTED else INCONCLUSIVE
+
+    def text(self, digits: int = 3) -> str:
+        state = "above: supports" if self.verdict() == SUPPORTED else "not above: does not support"
+        return f"{self.label} {self.interval.text(digits)} vs > {self.margin:.{digits}g}: {state}"
+
+
+def _bottom_up_agreement(table: pd.DataFrame) -> pd.Series:
+    """Per seed: the rank correlation of hidden layer index and the step its CKA reached cka_level.
+
+    +1 = every earlier layer reaches its final representation sooner (bottom-up). NaN-free seeds only.
+    """
+    values = {}
+    for seed, group in table.groupby("seed"):
+        if group["cka_step"].isna().any():
+            continue  # a diverged run has no steps (listed in the claim's detail)
+        rho = spearman(group["layer"].to_numpy(), group["cka_step"].to_numpy())
+        values[seed] = 0.0 if np.isnan(rho) else rho  # every layer at the same step: no order
+    return pd.Series(values, dtype=np.float64)
+
+
+def _representations_bottom_up(context: Context) -> Outcome:
+    table, _ = _layers_table(context)
+    need_columns(table, ["cka_step"])
+    hidden = table[table["layer"] < table["layer"].max()]  # the output layer has no hidden units
+    if not hidden["cka_step"].notna().any():
+        raise Missing("no CKA recorded (set config.layers.training.cka_every to a multiple of eval_every)")
+    layers = sorted(hidden["layer"].unique())
+    if len(layers) < 2:
+        raise Missing("fewer than two hidden layers")
+    margin, level = context.analysis.order_margin, context.analysis.cka_level
+    agreement = context.interval(_bottom_up_agreement(hidden).to_numpy(), "2c")
+    steps = hidden.pivot_table(index="seed", columns="layer", values="cka_step", dropna=False)
+    adjacent = {
+        (a, b): context.interval((steps[b] - steps[a]).dropna().to_numpy(), f"2c/{a}-{b}")
+        for a, b in zip(layers[:-1], layers[1:], strict=True)
+    }
+    tests = [
+        SupportOnly("bottom-up agreement", agreement, margin),
+        exceeds("bottom-up agreement (contradicted when top-down)", agreement, -margin),
+    ] + [Guard(f"layer {b} minus layer {a} step reached", d, 0.0) for (a, b), d in adjacent.items()]
+    per_layer = "; ".join(
+        f"layer {layer}: {context.interval(steps[layer].dropna().to_numpy(), f'2c/{layer}').text(0)}"
+        for layer in layers
+    )
+    reversed_pairs = [f"{a}-{b}" for (a, b), d in adjacent.items() if d.high < 0 and d.n_seeds >= MIN_SEEDS]
+    detail = (
+        f"Bottom-up agreement (the rank correlation of hidden layer index and the first step from which the "
+        f"layer's CKA to its final activations stays >= cka_level {level:g}) {agreement.text()} "
+        f"{side_of(agreement, margin)} order_margin {margin:g} and {side_of(agreement, -margin)} "
+        f"-order_margin (below it: clearly top-down). "
+        f"Step reached per layer: {per_layer}. "
+        + (
+            f"Adjacent pairs reaching it clearly top-down: {', '.join(reversed_pairs)}."
+            if reversed_pairs
+            else "No adjacent pair of hidden layers reaches it clearly top-down."
+        )
+    )
+    return finish(agreement, tests, detail, table["arm"].unique())
+
+
 LAYER_CLAIMS: tuple[Claim[Context], ...] = (
     make_claim(
         "2a",
@@ -181,5 +251,22 @@ LAYER_CLAIMS: tuple[Claim[Context], ...] = (
         + exceeds_rule("the share", "monotone_share"),
         _last_layer_monotone,
         ["monotone_share"],
+    ),
+    make_claim(
+        "2c",
+        "layers",
+        "Representations converge bottom-up: earlier hidden layers reach their final representation first "
+        "(Raghu et al. 2017, SVCCA).",
+        "Not in the reference; the reference's 2a says later layers converge faster (weights).",
+        "Every cka_every steps, each hidden layer's linear CKA (Kornblith et al. 2019) between its "
+        "activations on the seed's test rows at that step and at the last step. Per seed and hidden layer, "
+        "the step reached: the first recorded step from which that CKA stays >= cka_level. Statistic: per "
+        "seed, the rank correlation of hidden layer index and step reached (+1 = every earlier layer first).",
+        f"margin order_margin (the smallest agreement that counts as an order): supported when the {LEVEL} "
+        "interval lies above order_margin and no adjacent pair of hidden layers is clearly top-down (a later "
+        "minus earlier step reached whose interval lies below 0 blocks support); contradicted when the "
+        "interval lies below -order_margin (clearly top-down); otherwise inconclusive.",
+        _representations_bottom_up,
+        ["cka_level", "order_margin"],
     ),
 )

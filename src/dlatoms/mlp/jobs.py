@@ -117,6 +117,7 @@ def question_measures(
         layer_changes,
         layer_convergence,
         regularization_seed_measures,
+        with_cka_steps,
     )
 
     if question == "init":
@@ -125,7 +126,8 @@ def question_measures(
         changes = layer_changes(tables["weights"], spec)
         # The metrics table gives the exact diverged_step; the weights alone give the next snapshot.
         convergence = layer_convergence(changes, spec, tables.get("metrics"))
-        return {"changes": changes, "measures": convergence}
+        # Claim 2c's step per hidden layer, from the units table's CKA (when the job has it).
+        return {"changes": changes, "measures": with_cka_steps(convergence, tables.get("units"), spec)}
     if question == "regularization":
         measures = regularization_seed_measures(tables["metrics"], tables["weights"], tables["units"], spec)
         return {"measures": measures}

@@ -35,6 +35,7 @@ class AnalysisSpec:
     accuracy_margin: float = 0.02
     shrinkage_margin: float = 0.1
     order_margin: float = 0.2
+    cka_level: float = 0.9
     toward_margin: float = 0.05
     monotone_share: float = 0.9
     saturation_gap: float = 0.5
@@ -436,6 +437,47 @@ def layer_convergence(
     return pd.DataFrame(rows, columns=columns).astype(
         {"convergence_step": "float64", "converged": "bool", "diverged": "bool", "diverged_step": "int64"}
     )
+
+
+CKA_COLUMN = "cka_to_final"  # the units table's column (dlatoms.mlp.engine.CKA_STAT)
+
+
+def cka_steps(units: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """Per (arm, seed, hidden layer): `cka_step`, the first recorded step from which CKA stays >= cka_level.
+
+    `cka_to_final` (units table) is a hidden layer's linear CKA between its test-row activations at a step
+    and at the last step; it is 1 at the last step, so every layer reaches the level by then. NaN for a
+    diverged run (its activations stop being numbers) and where no CKA was recorded (training.cka_every 0);
+    a step where the layer's activations are constant over the test rows has no CKA and is skipped.
+    """
+    columns = [*LAYER_KEYS, "cka_step"]
+    if CKA_COLUMN not in units.columns:
+        return pd.DataFrame(columns=columns).astype({"cka_step": "float64"})
+    rows = []
+    for key, group in hidden_units(units).groupby(LAYER_KEYS, sort=True, observed=True):
+        # A diverged run's diagnostics are NaN from its divergence step on (weight_norm at every step).
+        recorded = group[group[CKA_COLUMN].notna()].sort_values("step")
+        if group["weight_norm"].isna().any() or recorded.empty:
+            rows.append((*key, np.nan))
+            continue
+        below = np.flatnonzero(recorded[CKA_COLUMN].to_numpy(dtype=np.float64) < spec.cka_level)
+        steps = recorded["step"].to_numpy(dtype=np.float64)
+        if len(below) and below[-1] == len(steps) - 1:  # only where the last step's CKA is undefined
+            rows.append((*key, np.nan))
+            continue
+        rows.append((*key, steps[below[-1] + 1] if len(below) else steps[0]))
+    types = {"seed": "int64", "layer": "int64", "cka_step": "float64"}
+    return pd.DataFrame(rows, columns=columns).astype(types)
+
+
+def with_cka_steps(convergence: pd.DataFrame, units: pd.DataFrame | None, spec: AnalysisSpec) -> pd.DataFrame:
+    """The layers' measures (`layer_convergence`) with `cka_step` per hidden layer (`cka_steps`) added.
+
+    The output layer, and every layer without a units table, gets NaN.
+    """
+    if units is None:
+        return convergence if "cka_step" in convergence.columns else convergence.assign(cka_step=np.nan)
+    return convergence.merge(cka_steps(units, spec), on=LAYER_KEYS, how="left")
 
 
 def regularization_seed_measures(

@@ -57,6 +57,10 @@ METHODS = {  # static prose with inline markup, written here (trusted)
         "smooth it over <code>smoothing_snapshots</code> intervals, and call a layer converged from the "
         "first step after which it stays below <code>convergence_fraction</code> times its mean over the "
         "first <code>early_snapshots</code> intervals; the interval of that step over seeds gives the order."
+        " Claim 2c asks the same of representations: every <code>cka_every</code> steps, each hidden "
+        "layer's linear CKA between its activations on the test rows and its activations at the last step; "
+        "a layer has converged from the first step after which that CKA stays at or above "
+        "<code>cka_level</code>."
     ),
     "regularization": Markup(
         "The penalty strength × Σ over the weight matrices of mean|W| (L1) or mean W² (L2) is added to "
@@ -82,6 +86,7 @@ QUESTION_THRESHOLDS = {
         "order_margin",
         "toward_margin",
         "monotone_share",
+        "cka_level",
     ],
     "regularization": [
         "sparsity_threshold",
@@ -103,6 +108,7 @@ THRESHOLD_REASONS = {
     "order_margin": "one swapped pair of four layers scores 0.8; a mean below 0.2 is no order",
     "toward_margin": "1 step in 20 more often toward the final weights",
     "monotone_share": "'almost monotonically': more than 9 of 10 steps toward the final weights",
+    "cka_level": "within a tenth of the final representation (the upper hidden layers start near 0.1)",
     "sparsity_threshold": "Adam keeps L1-driven weights within a few learning rates of 0",
     "sparse_fraction": "sparse when most weights are near zero",
     "shrinkage_margin": "a tenth of the weight scale: a 1e-6 penalty's 5e-7 does not count",
@@ -120,6 +126,7 @@ SUMMARY_MEASURES = {
         ("convergence_step", "convergence step"),
         ("monotonicity", "monotonicity"),
         ("early_change", "early relative change"),
+        ("cka_step", "step CKA reached cka_level"),
     ],
     "regularization": [
         ("mean_abs_weight", "mean |w|"),
