@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/finetune.py [--seeds N] [--per-class N] [--epochs N]
 Both sides do the same work in one process, on CPU with one torch thread (and one BLAS thread for
 scikit-learn): one scenario of generated target shapes (dlatoms.finetune.shapes, 10 target classes, a
 training pool per class and fixed test images), test_resnet at 32 px, N seeds, and every arm of the
-default config (config/config.yaml `finetune.arms`: scratch with epoch_factor 3, probe_final, probe_early,
+default config (config/config.yaml `finetune.arms`: scratch, probe_final, probe_early,
 finetune_last, finetune_all at backbone factors 1/0.3/0.1/0.03, probe_then_finetune). The "pretrained"
 weights are a test_resnet trained briefly on the source shapes and saved as .safetensors (`--weights
 random`: randomly initialized and saved; the timing does not depend on it, the accuracies do).
@@ -94,6 +94,7 @@ def bench_config(args: argparse.Namespace) -> dict:
     section["seeds"], section["replication_seeds"] = list(range(args.seeds)), []
     section["image_size"], section["device"], section["threads"] = IMAGE_SIZE, "cpu", 1
     section["pool_per_class"], section["test_per_class"] = args.pool_per_class, args.test_per_class
+    section["replication_pool_per_class"] = 0  # one block of seeds here: all of them draw from the whole pool
     section["model"] = {**section["model"], "name": MODEL, "weights": "source", "file": None}
     section["sizes"] = [
         {
@@ -291,8 +292,7 @@ def baseline_arm(spec: dict, data: ImageSet, weights: str) -> dict[int, float]:
     model_name = spec["model"]["name"]
     pool_x, pool_y = normalized(data.train_images, model_name), torch.from_numpy(data.train_labels)
     test = (normalized(data.test_images, model_name), torch.from_numpy(data.test_labels))
-    schedule = dict(spec["schedule"])
-    schedule["epochs"] = max(1, round(schedule["epochs"] * strategy.get("epoch_factor", 1.0)))
+    schedule = dict(spec["schedule"])  # the same for every trained arm
     accuracy = {}
     for seed in spec["seeds"]:
         rows = seed_rows(data.train_labels, spec, seed)

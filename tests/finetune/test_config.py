@@ -82,10 +82,65 @@ def test_jobs_run_both_seed_blocks_and_targets_hold_the_pool(config):
     assert digits_spec(config, "mnist")["pool_per_class"] == 400
 
 
-def test_moving_a_seed_between_blocks_changes_no_training_job(config):
-    before = arm_spec(config, "similar", "small", "scratch")
-    config["finetune"]["seeds"], config["finetune"]["replication_seeds"] = [0, 1, 2, 3, 9], [4, 5, 6, 7, 8]
-    assert arm_spec(config, "similar", "small", "scratch") == before
+def test_moving_a_seed_between_blocks_retrains_only_when_the_blocks_draw_from_different_images(config):
+    """With a split pool a seed's block decides its images, so the params must say it (Snakemake's params
+    trigger then retrains); with one shared pool the block changes nothing."""
+    for reserved, changes in ((0, False), (200, True)):
+        config["finetune"]["replication_pool_per_class"] = reserved
+        config["finetune"]["seeds"], config["finetune"]["replication_seeds"] = list(range(10)), [10, 11]
+        before = arm_spec(config, "similar", "small", "scratch")
+        config["finetune"]["seeds"], config["finetune"]["replication_seeds"] = [*range(9), 10], [9, 11]
+        assert (arm_spec(config, "similar", "small", "scratch") != before) is changes
+
+
+def _images(labels, spec, seeds) -> set:
+    """Every pool row the seeds train or validate on."""
+    from dlatoms.finetune.jobs import seed_rows
+
+    used = set()
+    for seed in seeds:
+        rows = seed_rows(labels, spec, seed)
+        used |= set(rows["train"]) | set(rows["validation"])
+    return used
+
+
+def test_replication_seeds_train_on_images_no_discovery_seed_uses(config):
+    """The default config: every image a replication seed trains or validates on is outside the union of the
+    discovery seeds' images, for every size; the stage probes draw the same way."""
+    section = config["finetune"]
+    assert len(section["replication_seeds"]) >= 5
+    labels = np.repeat(np.arange(10), section["pool_per_class"])
+    probes = stage_probe_spec(config, "similar")
+    for size in section["sizes"]:
+        spec = {**arm_spec(config, "similar", size["size"], "finetune_all"), **size}
+        for key in ("replication_seeds", "replication_pool_per_class"):
+            assert probes[key] == spec[key]
+        discovery = _images(labels, spec, section["seeds"])
+        replication = _images(labels, spec, section["replication_seeds"])
+        assert discovery and replication and not discovery & replication
+        assert len(replication) > size["train_per_class"] * 10  # the replication seeds differ
+
+
+def test_a_split_pool_must_leave_each_block_more_than_the_largest_size(config, tmp_path):
+    config["finetune"]["replication_pool_per_class"] = 320  # leaves 80 discovery images per class
+    with pytest.raises(ConfigError) as error:
+        check(config, tmp_path)
+    message = str(error.value)
+    assert message.startswith("config.finetune.replication_pool_per_class: 320 of the pool's 400 per class")
+    assert "80 (discovery)" in message and "sizes[1].train_per_class (100)" in message
+
+
+def test_a_budget_of_its_own_per_arm_is_refused_at_parse_time_with_the_fix(config):
+    """epoch_factor gave scratch 3x the budget; every arm now shares the size's cap and patience."""
+    from dlatoms.core.config import validate_schema
+
+    config["finetune"]["arms"][0]["strategy"]["epoch_factor"] = 3
+    with pytest.raises(ConfigError) as error:
+        validate_schema(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("config.finetune.arms[0].strategy.epoch_factor: no longer a setting; ")
+    assert "remove it" in message and "finetune.sizes[].epochs" in message
 
 
 def test_each_seed_draws_its_own_images_from_the_pool():

@@ -130,3 +130,51 @@ def test_still_improving_is_the_share_of_seeds_selected_at_their_last_epoch():
     assert _still_improving(metrics, "s", "l", "a", [0, 1, 2, 3]) == 0.75
     assert _still_improving(metrics, "s", "l", "a", [2]) == 0.0
     assert np.isnan(_still_improving(metrics, "s", "l", "p", [0]))  # a probe trains no epochs
+
+
+def budget_summary(shares: dict[str, float], replication: float = 0.0) -> pd.DataFrame:
+    """A summary of one scenario: each trained arm at its still_improving share; a probe (NaN) beside."""
+    arms = {**shares, "probe_final": np.nan}
+    return pd.DataFrame(
+        {
+            "similarity": "similar",
+            "size": "small",
+            "arm": list(arms),
+            "mean": 0.8,
+            "ci_low": 0.7,
+            "ci_high": 0.9,
+            "still_improving": list(arms.values()),
+            "replication_still_improving": [replication] * len(shares) + [np.nan],
+        }
+    )
+
+
+def budget_html(summary: pd.DataFrame, threshold: float = 0.1) -> str:
+    from dlatoms.finetune.report import budget_check
+
+    return render(Page("t", "t", "", [Section("finetune", "q4", budget_check(summary, threshold))]))
+
+
+def test_the_budget_check_fails_loudly_for_an_arm_still_improving_at_the_cap():
+    from dlatoms.finetune.measures import over_budget
+
+    summary = budget_summary({"scratch": 0.0, "finetune_all": 0.3, "finetune_last": 0.1})
+    over = over_budget(summary, 0.1)
+    assert over[["arm", "block", "still_improving"]].values.tolist() == [["finetune_all", "discovery", 0.3]]
+    html = budget_html(summary)
+    assert "Budget check FAILED" in html and "finetune_all (small, similar, discovery): 30%" in html
+    assert "finetune_last (small" not in html.split("FAILED")[1].split("</p>")[0]  # 10% is not over 10%
+    assert "passed" not in html
+
+
+def test_the_budget_check_reads_the_replication_block_too_and_passes_when_every_arm_stopped():
+    assert over_budget_arms(budget_summary({"scratch": 0.0}, replication=0.2)) == [("scratch", "replication")]
+    html = budget_html(budget_summary({"scratch": 0.0, "finetune_all": 0.1}))
+    assert "Budget check passed" in html and "FAILED" not in html
+    assert "Budget check FAILED" in budget_html(budget_summary({"scratch": 0.0, "finetune_all": 0.1}), 0.05)
+
+
+def over_budget_arms(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    from dlatoms.finetune.measures import over_budget
+
+    return list(over_budget(summary, 0.1)[["arm", "block"]].itertuples(index=False, name=None))

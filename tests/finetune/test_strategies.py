@@ -350,7 +350,25 @@ def test_the_frozen_prefix_split_reproduces_the_model(weights):
     assert split_frozen_prefix(unfrozen, "layer4", images) is None  # a trainable prefix cannot be cached
 
 
-def test_a_longer_budget_scales_patience_with_it():
-    schedule = Schedule(epochs=10, batch_size=8, eval_every=1, patience=3)
-    assert (schedule.scaled(3).epochs, schedule.scaled(3).patience) == (30, 9)
-    assert Schedule(epochs=10).scaled(0.01).epochs == 1 and Schedule(epochs=10).scaled(3).patience is None
+TRAINED_ARMS = ["scratch", "finetune_last", "finetune_all", "probe_then_finetune"]
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_every_trained_arm_trains_under_the_same_schedule(weights, monkeypatch, pool):
+    """No strategy changes the size's cap, eval_every or patience: every trained arm has the same budget."""
+    import dlatoms.finetune.strategies as strategies
+
+    schedules = []
+    monkeypatch.setattr(
+        strategies, "train_network", lambda model, groups, run: schedules.append(run.schedule) or []
+    )
+    run = pooled_run(weights, epochs=7, patience=3, pool=pool)
+    for arm in TRAINED_ARMS:
+        run_strategy(run, SPECS[arm])
+    assert schedules == [Schedule(epochs=7, batch_size=8, eval_every=1, patience=3)] * len(TRAINED_ARMS)
+
+
+def test_a_budget_of_its_own_is_no_strategy_parameter():
+    for name in STRATEGIES:
+        with pytest.raises(ValueError, match=rf"s\.epoch_factor: strategy '{name}' has no parameter"):
+            check_strategy({"name": name, "epoch_factor": 3}, "s")

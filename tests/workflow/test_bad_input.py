@@ -164,6 +164,24 @@ CASES = [
         setter("finetune.arms[1].strategy.name", "finetune_al"),
     ),
     Case(
+        "per_arm_budget",
+        (
+            "config.finetune.arms[1].strategy.epoch_factor: no longer a setting;",
+            "every trained arm now has the same budget",
+            "remove it and set the shared cap and patience in finetune.sizes[].epochs and .patience",
+        ),
+        setter("finetune.arms[1].strategy.epoch_factor", 3),
+    ),
+    Case(
+        "replication_pool_leaves_too_few",
+        (
+            "config.finetune.replication_pool_per_class: 30 of the pool's 40 per class leaves 30",
+            "and 10 (discovery) per class",
+            "more than config.finetune.sizes[1].train_per_class (16)",
+        ),
+        setter("finetune.replication_pool_per_class", 30),
+    ),
+    Case(
         "unknown_timm_model",
         (
             "config.finetune.model.name: 'resnet_does_not_exist' is not a timm model",

@@ -37,5 +37,6 @@ rule compute_finetune_claims:
         blocks=seed_blocks(config["finetune"]),
         analysis=FINETUNE_ANALYSIS,
         lr_curve=dict(config["finetune"].get("lr_curve") or {}),
+        max_still_improving=config["finetune"]["max_still_improving"],
     script:
         "../../scripts/compute_finetune_claims.py"

@@ -86,6 +86,9 @@ def _schema_message(error, where: str) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         key = sorted(set(value) - set(allowed))[0]
+        removed = error.schema.get("x-removed", {})  # keys the schema once had: say what replaced them
+        if key in removed:
+            return f"{where}.{key}: no longer a setting; {removed[key]}"
         return (
             f"{where}.{key}: unknown key{did_you_mean(key, allowed)}; rename or remove it "
             f"(allowed keys here: {', '.join(allowed)})"

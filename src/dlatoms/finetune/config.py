@@ -155,6 +155,15 @@ def _check_targets(section: dict) -> None:
             "pool must hold more than the largest size (an equal pool gives every seed the same images). "
             "Raise config.finetune.pool_per_class above it or lower that train_per_class"
         )
+    reserved = replication_pool_per_class(section)
+    if reserved and min(reserved, pool - reserved) <= largest_train:
+        raise ConfigError(
+            f"config.finetune.replication_pool_per_class: {reserved} of the pool's {pool} per class leaves "
+            f"{reserved} (replication) and {pool - reserved} (discovery) per class, and each must be more "
+            f"than config.finetune.sizes[{largest}].train_per_class ({largest_train}) so that the seeds of a "
+            "block differ; raise config.finetune.pool_per_class, move the split, or set it to 0 (one shared "
+            "pool)"
+        )
     for i, target in enumerate(section["targets"]):
         if target["dataset"] not in TARGET_DATASETS:
             raise ConfigError(
@@ -256,6 +265,25 @@ def training_seeds(section: dict) -> list[int]:
     Sorted, so that moving a seed from one block to the other changes no job's params (no retraining).
     """
     return sorted({*section["seeds"], *section.get("replication_seeds", [])})
+
+
+def replication_pool_per_class(section: dict) -> int:
+    """Pool images per class kept for the replication block (schema default 0: none, one shared pool)."""
+    return int(section.get("replication_pool_per_class", 0))
+
+
+def pool_blocks(section: dict) -> dict:
+    """The part of a job's params that says which pool rows each seed draws from (see seed_rows).
+
+    Without a split of the pool the block of a seed changes nothing, so the params leave it out (moving a
+    seed between blocks then retrains nothing)."""
+    reserved = replication_pool_per_class(section)
+    if reserved == 0:
+        return {}
+    return {
+        "replication_seeds": sorted(section.get("replication_seeds", [])),
+        "replication_pool_per_class": reserved,
+    }
 
 
 def gpus(config: dict) -> int:
@@ -362,6 +390,7 @@ def arm_spec(config: dict, similarity: str, size: str, arm: str) -> dict:
         # Sorted, so that the params (and Snakemake's params rerun trigger) do not depend on key order.
         "strategy": dict(sorted(_arm(config, arm)["strategy"].items())),
         "seeds": training_seeds(section),
+        **pool_blocks(section),
         "train_per_class": size_entry["train_per_class"],
         "validation_share": section["validation_share"],
         "eval_train_per_class": section["eval_train_per_class"],
@@ -385,6 +414,7 @@ def stage_probe_spec(config: dict, similarity: str) -> dict:
         "dataset": _target(config, similarity)["dataset"],
         "sizes": [{"size": s["size"], "train_per_class": s["train_per_class"]} for s in section["sizes"]],
         "seeds": training_seeds(section),
+        **pool_blocks(section),
         "validation_share": section["validation_share"],
         "eval_train_per_class": section["eval_train_per_class"],
         "pools": list(section["stage_probes"]["pools"]),

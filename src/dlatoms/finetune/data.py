@@ -4,6 +4,8 @@ A set file holds `train_images`/`test_images` (N, 3, H, W) uint8 and `train_labe
 int64, plus JSON metadata (class names, dataset, image size). Target sets hold a training *pool* of
 `finetune.pool_per_class` images per class, more than any size uses, so that each seed of a scenario draws
 its own subset of that pool (`training_subset`): seeds of the large scenarios train on different images.
+With `finetune.replication_pool_per_class` > 0 the pool is split per class (`block_rows`): the replication
+block's seeds draw only from the last images of each class, the discovery block's only from the others.
 """
 
 from __future__ import annotations
@@ -156,15 +158,36 @@ def prepare_digits(
     )
 
 
-def training_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Row indices of `per_class` random training images of each class, drawn from seed's subset stream.
+def block_rows(labels: np.ndarray, replication_per_class: int, replication: bool) -> np.ndarray:
+    """Pool rows a block's seeds may draw from: per class, the last `replication_per_class` rows are the
+    replication block's and the others the discovery block's (0: every row, for both blocks); sorted."""
+    if replication_per_class <= 0:
+        return np.arange(len(labels))
+    parts = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) <= replication_per_class:
+            raise ValueError(
+                f"class {label} has {len(rows)} pool images, not more than the {replication_per_class} kept "
+                "for the replication block; lower finetune.replication_pool_per_class"
+            )
+        parts.append(rows[-replication_per_class:] if replication else rows[:-replication_per_class])
+    return np.sort(np.concatenate(parts))
+
+
+def training_subset(
+    labels: np.ndarray, per_class: int, seed: int, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Row indices of `per_class` random training images of each class, drawn from seed's subset stream,
+    among the `allowed` rows (default: all).
 
     When the pool holds exactly `per_class` of a class, all of them are used (the order is still the seed's).
     """
     rng = numpy_rng(seed, "subset")
     chosen = []
+    candidates = np.arange(len(labels)) if allowed is None else np.asarray(allowed)
     for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
+        rows = candidates[labels[candidates] == label]
         if len(rows) < per_class:
             raise ValueError(f"class {label} has {len(rows)} training images, fewer than {per_class}")
         chosen.append(np.sort(rng.choice(rows, size=per_class, replace=False)))

@@ -17,6 +17,7 @@ from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
 from dlatoms.finetune.data import (
     ImageSet,
+    block_rows,
     load_image_set,
     prepare_digits,
     save_image_set,
@@ -255,8 +256,14 @@ def _model_factory(
 
 def seed_rows(labels: np.ndarray, spec: dict, seed: int) -> dict[str, np.ndarray]:
     """Pool rows of one seed: its training images ("train", the rest after the validation split), the
-    held-out "validation" images, and the "train_eval" rows whose accuracy is recorded (of "train")."""
-    chosen = training_subset(labels, spec["train_per_class"], seed)
+    held-out "validation" images, and the "train_eval" rows whose accuracy is recorded (of "train").
+
+    A seed of `spec["replication_seeds"]` draws from the replication block's part of the pool, any other
+    from the discovery block's (see block_rows; `replication_pool_per_class` 0: both from the whole pool).
+    """
+    replication = seed in spec.get("replication_seeds", [])
+    allowed = block_rows(labels, int(spec.get("replication_pool_per_class", 0)), replication)
+    chosen = training_subset(labels, spec["train_per_class"], seed, allowed)
     train, validation = validation_split(labels[chosen], spec.get("validation_share", 0.0), seed)
     train_rows = chosen[train]
     evaluated = train_rows[_train_eval_rows(labels[train_rows], spec["eval_train_per_class"], seed)]
@@ -501,18 +508,20 @@ def compute_finetune_claims_job(
     outputs: Mapping[str, str],
     log_path: str,
     lr_curve: Mapping | None = None,
+    max_still_improving: float = 0.1,
 ) -> None:
     """Rule entry point: claims 4a-4e+ and the scenario x arm summary.
 
     `inputs["metrics"]` is the aggregated metrics table; `blocks` the discovery and replication seeds;
     `analysis` the analysis settings (intervals, accuracy_margin, sensitivity_factors, adjust);
-    `lr_curve` config finetune.lr_curve (the frozen arm that is factor 0 of claim 4e's curve).
+    `lr_curve` config finetune.lr_curve (the frozen arm that is factor 0 of claim 4e's curve);
+    `max_still_improving` the budget check's threshold (a warning per arm over it).
     """
     # Imported here: scipy.stats and the claims are not needed by the training jobs (about 1 s each).
     from dlatoms.core.stats import BootstrapSpec
     from dlatoms.core.verdicts import log_claims
     from dlatoms.finetune.claims import evaluate_finetune_claims
-    from dlatoms.finetune.measures import scenario_summary, transfer_similarity
+    from dlatoms.finetune.measures import over_budget, scenario_summary, transfer_similarity
 
     with job_logging(log_path):
         metrics = pd.read_parquet(inputs["metrics"])
@@ -521,7 +530,16 @@ def compute_finetune_claims_job(
         blocks = {block: [int(seed) for seed in seeds] for block, seeds in blocks.items()}
         claims = evaluate_finetune_claims(metrics, recommended, blocks, analysis, bootstrap, lr_curve)
         write_parquet_atomic(claims, outputs["claims"])
-        write_parquet_atomic(scenario_summary(metrics, bootstrap, blocks), outputs["summary"])
+        summary = scenario_summary(metrics, bootstrap, blocks)
+        write_parquet_atomic(summary, outputs["summary"])
+        for row in over_budget(summary, max_still_improving).itertuples():
+            log.warning(
+                "budget check failed: %s (%s_%s, %s block): %.0f%% of the seeds selected their last trained "
+                "epoch (still improving at the cap), more than finetune.max_still_improving %.0f%%; raise "
+                "finetune.sizes[].epochs",
+                row.arm, row.size, row.similarity, row.block, 100 * row.still_improving,
+                100 * max_still_improving,
+            )  # fmt: skip
         if "stage_probes" in inputs and "similarity" in outputs:
             similarity = transfer_similarity(pd.read_parquet(inputs["stage_probes"]), bootstrap)
             write_parquet_atomic(similarity, outputs["similarity"])

@@ -34,6 +34,7 @@ SUMMARY_COLUMNS = {
     "replication_ci_high": "float64",
     "replication_n_seeds": "int64",
     "still_improving": "float64",
+    "replication_still_improving": "float64",
     "model": "str",
     "weights": "str",
 }
@@ -130,11 +131,30 @@ def scenario_summary(
                 "replication_ci_high": repeat.high,
                 "replication_n_seeds": repeat.n_seeds,
                 "still_improving": _still_improving(metrics, similarity, size, arm, group["seed"]),
+                "replication_still_improving": _still_improving(
+                    metrics, similarity, size, arm, [] if again is None else again["seed"]
+                ),
                 "model": _first(group, "model"),
                 "weights": _first(group, "weights"),
             }
         )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(SUMMARY_COLUMNS)
+
+
+def over_budget(summary: pd.DataFrame, max_still_improving: float) -> pd.DataFrame:
+    """The budget check: (similarity, size, arm, block, still_improving) of every trained arm whose share of
+    seeds still improving at the cap exceeds `max_still_improving`, in either block; empty when it passes."""
+    columns = {"still_improving": "discovery", "replication_still_improving": "replication"}
+    parts = []
+    for column, block in columns.items():
+        if column not in summary:
+            continue
+        over = summary[summary[column] > max_still_improving]
+        parts.append(
+            over[[*SCENARIO_KEYS, "arm"]].assign(block=block, still_improving=over[column].to_numpy())
+        )
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return frame.reindex(columns=[*SCENARIO_KEYS, "arm", "block", "still_improving"])
 
 
 TRANSFER_COLUMNS = {

@@ -44,10 +44,17 @@ METHOD = Markup(  # static prose with inline markup, written here (trusted)
     "features; trained strategies use Adam with a new head at <code>lr</code> and the pretrained layers at "
     "<code>lr × backbone_lr_factor</code>. <b>Selection never sees the test images:</b> each seed holds "
     "out <code>validation_share</code> of its training images per class; a trained network keeps the epoch "
-    "with the best validation accuracy (ties: lower validation loss, then the earlier epoch) within its "
-    "budget (the size's epochs × the arm's <code>epoch_factor</code>, stopping after "
-    "<code>patience</code> evaluations without a better score), and a probe picks C from its grid on the "
-    "same split. The test split is scored once, on what was selected. Frozen features (the probes, the "
+    "with the best validation accuracy (ties: lower validation loss, then the earlier epoch), and a probe "
+    "picks C from its grid on the same split. The test split is scored once, on what was selected. "
+    "<b>Every trained arm has the same budget:</b> scratch, finetune_last, every finetune_all and "
+    "probe_then_finetune train under their size's schedule (below) and no other: evaluated every "
+    "<code>eval_every</code> epochs, stopped after <code>patience</code> evaluations without a better "
+    "validation score (higher accuracy, or the same at a lower loss), at most <code>epochs</code> epochs "
+    "(the cap, one per size and generous: the budget check below says how often it was reached while the "
+    "score was still rising). The cosine learning-rate schedule decays over that cap for every arm alike, so "
+    "an arm that stops early stops at the same point of the same schedule as any other would; no arm gets a "
+    "longer schedule or more patience (earlier versions gave scratch 3× both). Linear probes take no "
+    "gradient steps. Frozen features (the probes, the "
     "probe of probe_then_finetune, the frozen layers of finetune_last) are computed once per job for the "
     "whole training pool and reused by every seed; this changes no number (tests compare both ways)."
 )
@@ -70,6 +77,90 @@ def pretraining_text(section: Mapping, sha256: str = "") -> str:
 
 def _strategy_params(strategy: Mapping) -> str:
     return ", ".join(f"{k}={v}" for k, v in strategy.items() if k != "name")
+
+
+def _blocks_text(section: Mapping) -> str:
+    """Which training images the discovery and replication seeds draw from, in words."""
+    pool, reserved = (
+        int(section.get("pool_per_class", 400)),
+        int(section.get("replication_pool_per_class", 0)),
+    )
+    if not section.get("replication_seeds"):
+        return "no replication block"
+    if reserved <= 0:
+        return (
+            f"not disjoint: both blocks draw from the whole pool of {pool} per class (seeds of either block "
+            "may share training images); the test images are the same for both"
+        )
+    return (
+        f"disjoint: replication seeds draw only from the last {reserved} pool images of each class, "
+        f"discovery seeds only from the other {pool - reserved} (validation images included); the test "
+        "images and the pretrained weights are the same for both blocks"
+    )
+
+
+def _budget_table(summary: pd.DataFrame, metrics: pd.DataFrame | None) -> list[Block]:
+    """Trained arms x scenarios: the share of discovery seeds still improving at the cap, and the mean
+    epochs trained (all seeds) when the metrics table is there."""
+    trained = summary[summary["still_improving"].notna()]
+    if trained.empty:
+        return []
+    epochs = {}
+    if metrics is not None and "epochs_run" in metrics:
+        test = metrics[(metrics["split"] == "test") & (metrics["epochs_run"] > 0)]
+        epochs = test.groupby(["similarity", "size", "arm"])["epochs_run"].mean().to_dict()
+    scenarios = list(dict.fromkeys(zip(trained["similarity"], trained["size"], strict=True)))
+    cells = trained.set_index(["similarity", "size", "arm"])["still_improving"]
+    rows = []
+    for arm in dict.fromkeys(trained["arm"]):
+        row = [code(arm)]
+        for similarity, size in scenarios:
+            share = cells.get((similarity, size, arm))
+            run = epochs.get((similarity, size, arm))
+            text = "–" if share is None else f"{share:.0%}"
+            row.append(text if run is None else f"{text} ({run:.0f} epochs)")
+        rows.append(row)
+    return [
+        Table(["arm", *[f"{size}, {similarity}" for similarity, size in scenarios]], rows),
+        Paragraph(
+            "Share of the discovery seeds whose selected epoch is the last one trained (still improving "
+            "at the cap), and in brackets the mean epochs trained before patience or the cap stopped them."
+        ),
+    ]
+
+
+def budget_check(
+    summary: pd.DataFrame, max_still_improving: float, metrics: pd.DataFrame | None = None
+) -> list[Block]:
+    """The budget check: passed, or FAILED with every trained arm that was still improving at the cap in more
+    than `max_still_improving` of a block's seeds; then the share and the epochs trained per arm."""
+    from dlatoms.finetune.measures import over_budget
+
+    limit = f"{max_still_improving:.0%}"
+    heading = Heading("Budget check: every trained arm stopped by patience, not by the cap", 4)
+    if summary.empty or "still_improving" not in summary:
+        return [heading, Paragraph("Budget check not run: the summary has no still_improving column.")]
+    over = over_budget(summary, max_still_improving)
+    table = _budget_table(summary, metrics)
+    if over.empty:
+        text = (
+            f"Budget check passed: in every scenario, no trained arm selected its last trained epoch (still "
+            f"improving when the cap stopped it) in more than {limit} of a block's seeds "
+            "(config finetune.max_still_improving)."
+        )
+        return [heading, Paragraph(text), *table]
+    listed = "; ".join(
+        f"{r.arm} ({r.size}, {r.similarity}, {r.block}): {r.still_improving:.0%}" for r in over.itertuples()
+    )
+    text = markup(
+        "<b>Budget check FAILED</b>: these trained arms selected their last trained epoch (still improving "
+        "when the cap stopped them) in more than {} of the seeds (config finetune.max_still_improving): {}. "
+        "Their numbers are a lower bound on what a longer cap would reach, and verdicts that compare them "
+        "may be budget artifacts; raise finetune.sizes[].epochs.",
+        limit,
+        listed,
+    )
+    return [heading, Paragraph(text, note=True), *table]
 
 
 def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[str, Sequence[str]]) -> list:
@@ -98,6 +189,7 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         "seeds (discovery block)": seed_list(section.get("seeds", [])),
         "replication_seeds (held-out block)": seed_list(section.get("replication_seeds", [])),
         "training pool per class": section.get("pool_per_class"),
+        "training images of the two blocks": _blocks_text(section),
         "validation share (per class, selects epochs and C)": section.get("validation_share"),
         "learning-rate schedule": section.get("lr_schedule"),
         "device": section.get("device"),
@@ -108,8 +200,23 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         [str(s.get(k)) for k in ("size", "train_per_class", "epochs", "batch_size", "eval_every", "patience")]
         for s in section.get("sizes", [])
     ]
+    budget = "; ".join(
+        f"{s.get('size')}: ≤ {s.get('epochs')} epochs, "
+        + (
+            "no early stop"
+            if s.get("patience") is None
+            else f"stop after {s.get('patience')} evaluations × {s.get('eval_every')} epoch(s) without a "
+            "better validation score"
+        )
+        for s in section.get("sizes", [])
+    )
     arms = [
-        [code(arm["name"]), str(arm["strategy"]["name"]), _strategy_params(arm["strategy"])]
+        [
+            code(arm["name"]),
+            str(arm["strategy"]["name"]),
+            _strategy_params(arm["strategy"]),
+            "no gradient steps" if arm["strategy"]["name"] == "linear_probe" else budget,
+        ]
         for arm in section.get("arms", [])
     ]
     rows = []
@@ -130,11 +237,18 @@ def _method(section: Mapping, source: pd.DataFrame | None, recommended: Mapping[
         Heading("Targets and sizes", 4),
         Table(["similarity", "dataset"], targets),
         Table(
-            ["size", "train images per class", "epochs (budget)", "batch size", "eval every", "patience"],
+            [
+                "size",
+                "train images per class",
+                "epochs (cap, every arm)",
+                "batch size",
+                "eval every",
+                "patience",
+            ],
             sizes,
         ),
         Heading("Strategies (arms)", 4),
-        Table(["arm", "strategy", "parameters"], arms),
+        Table(["arm", "strategy", "parameters", "budget"], arms),
         Heading("Recommended per scenario (claims 4a–4d)", 4),
         Table(["scenario", "CS231n advice", "recommended arm(s)"], rows),
         Paragraph(
@@ -189,19 +303,6 @@ def scenario_table(
             "scenario; ★: recommended."
         ),
     ]
-    if "still_improving" in summary:
-        rising = summary[summary["still_improving"] >= 0.5]
-        if len(rising):
-            listed = "; ".join(
-                f"{r.arm} ({r.size}, {r.similarity}): {r.still_improving:.0%}" for r in rising.itertuples()
-            )
-            blocks.append(
-                Paragraph(
-                    "Budget check: in at least half of the seeds these arms kept their last epoch (the "
-                    f"validation score was still rising when the budget ended): {listed}. Their numbers "
-                    "are a lower bound on what a longer budget would reach."
-                )
-            )
     return blocks
 
 
@@ -368,6 +469,7 @@ def finetune_section(inputs: ReportInputs) -> Section:
         claims_block(finetune_claims, inputs.confidence, full=True),
         Heading(f"Scenario × arm: mean [{inputs.confidence} interval] over seeds"),
         *scenario_table(summary, arm_order, recommended, inputs.confidence),
+        *budget_check(summary, float(section.get("max_still_improving", 0.1)), metrics),
         *comparison_blocks(f"this run: {here}", summary, finetune_claims, others),
         *finetune_times(inputs.benchmarks),
     ]

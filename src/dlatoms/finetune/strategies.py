@@ -4,6 +4,9 @@ A strategy is looked up by name in STRATEGIES (config `finetune.arms[].strategy.
 parameters listed in STRATEGY_PARAMETERS. Each one gets a `Run` (one seed of one scenario: its data,
 schedule, model factory and device) and returns tidy rows (epoch, split, accuracy, loss, ...).
 
+Every trained strategy trains under its Run's schedule as it is (the size's cap, eval_every and patience),
+so all of them stop by the same rule; none has a budget of its own.
+
 Epoch 0 is the state before any gradient step: the initial network for trained strategies, the fitted
 classifier for linear probes (which take no gradient steps) and the probe-initialized network for
 probe_then_finetune.
@@ -69,11 +72,6 @@ def _tag(rows: list[Row], **columns) -> list[Row]:
     return [{**row, **columns} for row in rows]
 
 
-def _budget(run: Run, spec: dict) -> Run:
-    """The run with its epoch budget scaled by the strategy's epoch_factor."""
-    return replace(run, schedule=run.schedule.scaled(spec["epoch_factor"]))
-
-
 def frozen_features(run: Run, model: nn.Module, stage: int | str, pool: int) -> dict[str, np.ndarray]:
     """Frozen features of `stage` (see extract_features) of the run's train, train_eval, validation and test
     images. With a pool, those of the whole pool and the test images are computed once per job (run.cache;
@@ -114,12 +112,12 @@ def _probe(run: Run, features: dict[str, np.ndarray], C) -> Probe:
     return fit_probe(features["train"], _labels(run.train), C, run.seed, run.threads, validation)
 
 
-@register("scratch", lr=3e-3, epoch_factor=1.0)
+@register("scratch", lr=3e-3)
 def scratch(run: Run, spec: dict) -> list[Row]:
     """Train a randomly initialized network, all layers at lr."""
     model = run.new_model(False)
     groups = parameter_groups(model, None, spec["lr"], 1.0)
-    rows = train_network(model, groups, _budget(run, spec))
+    rows = train_network(model, groups, run)
     return _tag(rows, lr=spec["lr"], backbone_lr=spec["lr"], backbone_lr_factor=math.nan)
 
 
@@ -193,7 +191,7 @@ def _train_tail(run: Run, model: nn.Module, first_trainable: str, groups: list[d
     return train_network(tail, groups, tail_run)
 
 
-@register("finetune_last", lr=3e-3, backbone_lr_factor=1.0, stages=1, epoch_factor=1.0)
+@register("finetune_last", lr=3e-3, backbone_lr_factor=1.0, stages=1)
 def finetune_last(run: Run, spec: dict) -> list[Row]:
     """Train the last `stages` feature stages and the new head; earlier layers stay frozen (BN included).
 
@@ -202,22 +200,22 @@ def finetune_last(run: Run, spec: dict) -> list[Row]:
     first_stage = stage_names(model)[-spec["stages"]]
     trainable = set(last_stages_parameters(model, spec["stages"]))
     groups = parameter_groups(model, trainable, spec["lr"], spec["backbone_lr_factor"])
-    rows = _train_tail(_budget(run, spec), model, first_stage, groups)
+    rows = _train_tail(run, model, first_stage, groups)
     backbone_lr = spec["lr"] * spec["backbone_lr_factor"]
     return _tag(rows, lr=spec["lr"], backbone_lr=backbone_lr, backbone_lr_factor=spec["backbone_lr_factor"])
 
 
-@register("finetune_all", lr=3e-3, backbone_lr_factor=0.1, epoch_factor=1.0)
+@register("finetune_all", lr=3e-3, backbone_lr_factor=0.1)
 def finetune_all(run: Run, spec: dict) -> list[Row]:
     """Train every layer: the new head at lr, the pretrained layers at lr * backbone_lr_factor."""
     model = run.new_model(True)
     groups = parameter_groups(model, None, spec["lr"], spec["backbone_lr_factor"])
     backbone_lr = spec["lr"] * spec["backbone_lr_factor"]
-    rows = train_network(model, groups, _budget(run, spec))
+    rows = train_network(model, groups, run)
     return _tag(rows, lr=spec["lr"], backbone_lr=backbone_lr, backbone_lr_factor=spec["backbone_lr_factor"])
 
 
-@register("probe_then_finetune", lr=3e-3, backbone_lr_factor=0.1, C=1.0, epoch_factor=1.0)
+@register("probe_then_finetune", lr=3e-3, backbone_lr_factor=0.1, C=1.0)
 def probe_then_finetune(run: Run, spec: dict) -> list[Row]:
     """LP-FT: a linear probe on the final features becomes the head, then all layers train (finetune_all)."""
     model = run.new_model(True).to(run.device)
@@ -232,7 +230,7 @@ def probe_then_finetune(run: Run, spec: dict) -> list[Row]:
         head.weight.copy_(weight)
         head.bias.copy_(bias)
     groups = parameter_groups(model, None, spec["lr"], spec["backbone_lr_factor"])
-    rows = train_network(model, groups, _budget(run, spec))
+    rows = train_network(model, groups, run)
     backbone_lr = spec["lr"] * spec["backbone_lr_factor"]
     return _tag(
         rows,
@@ -254,7 +252,7 @@ def check_strategy(spec: dict, where: str) -> None:
             hint = ", ".join(sorted(allowed)) or "none"
             raise ValueError(f"{where}.{key}: strategy {name!r} has no parameter {key!r}; it takes {hint}")
     settings = strategy_settings(spec)
-    for key in ("lr", "backbone_lr_factor", "epoch_factor"):
+    for key in ("lr", "backbone_lr_factor"):
         if key in settings and not settings[key] > 0:
             raise ValueError(f"{where}.{key} must be > 0, got {settings[key]}")
     if "C" in settings:

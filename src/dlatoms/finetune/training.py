@@ -5,8 +5,12 @@ data, schedule, model factory and device) and returns tidy rows (epoch, split, a
 
 Selection is fair and never looks at the test images: every seed holds out a validation split of its own
 training images; a trained network keeps the epoch with the best validation accuracy (ties: the lower
-validation loss, then the earlier epoch) within its budget, and a linear probe picks C on the same split.
-The test split is scored once, on what was selected.
+validation loss, then the earlier epoch), and a linear probe picks C on the same split. The test split is
+scored once, on what was selected.
+
+Every trained strategy runs under the same `Schedule` (its scenario's size): it stops after `patience`
+evaluations without a better validation score, or at the shared cap of `epochs`; no arm gets a longer
+budget than another, and the cosine learning-rate schedule runs over the same cap for all.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,13 +46,6 @@ class Schedule:
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-
-    def scaled(self, epoch_factor: float) -> Schedule:
-        """The same schedule with a budget of round(epochs * epoch_factor) epochs (at least 1); patience
-        scales with it (the same share of the budget), so that a longer budget is not cut short by an early
-        plateau."""
-        patience = None if self.patience is None else max(1, round(self.patience * epoch_factor))
-        return replace(self, epochs=max(1, round(self.epochs * epoch_factor)), patience=patience)
 
     @classmethod
     def from_params(cls, params: dict) -> Schedule:
