@@ -46,6 +46,7 @@ from dlatoms.mlp.measures import (
     layer_changes,
     layer_convergence,
     regularization_seed_measures,
+    with_cka_steps,
 )
 from dlatoms.mlp.training import ArmSpec, run_arm
 
@@ -297,9 +298,15 @@ def test_regularization_and_layer_measures_with_diverged_runs(paths):
             else (seed2["diverged_step"] >= step).all()
         )
         assert np.isfinite(convergence.loc[convergence["seed"] < 2, "convergence_step"]).all()
+    # 2c: the diverged seed has no CKA step (its activations stop being numbers), the others one per layer.
+    convergence = with_cka_steps(convergence, layer_tables["units"], ANALYSIS)
+    hidden = convergence[convergence["layer"] < 4]
+    assert hidden.loc[hidden["seed"] == 2, "cka_step"].isna().all()
+    assert np.isfinite(hidden.loc[hidden["seed"] < 2, "cka_step"]).all()
     claims = judge(layers=convergence)
     assert claims.loc["2a", "n_seeds"] == 2  # the diverged seed is left out, not counted as "no order"
     assert "Diverged runs: xavier 1 of 3 (seed 2" in claims.loc["2a", "detail"]
+    assert claims.loc["2c", "n_seeds"] == 2 and "Diverged runs: xavier 1 of 3" in claims.loc["2c", "detail"]
 
 
 # ---------------------------------------------------------------------------------------------- figures

@@ -44,6 +44,7 @@ SCHEMAS = {
         "distinct_units": "float64",
         "distinct_units_exact": "float64",
         "saturated_fraction": "float64",
+        "cka_to_final": "float64",
     },
 }
 
@@ -105,6 +106,13 @@ def test_smoke_results_make_sense(finished):
     assert (zeros["distinct_units"] == 1).all()
     xavier = units[(units.arm == "xavier") & (units.layer == 1)]
     assert (xavier["distinct_units"] == 16).all()
+    assert units["cka_to_final"].isna().all()  # question 1 records no CKA (training.cka_every 0)
+    # Question 2 (cka_every 2): every evaluation of the hidden layers has its CKA to the last step, 1 there.
+    layers = pd.read_parquet(finished / "results/tables/layers_units.parquet")
+    hidden = layers[layers["layer"] < 4]
+    assert hidden["cka_to_final"].between(0, 1 + 1e-6).all()
+    assert (hidden.loc[hidden["step"] == 40, "cka_to_final"] - 1).abs().max() < 1e-5
+    assert layers.loc[layers["layer"] == 4, "cka_to_final"].isna().all()  # the output layer
 
 
 def test_second_run_is_a_noop(finished):
