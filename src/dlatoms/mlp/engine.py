@@ -210,7 +210,7 @@ UNIT_STATS = (
     "distinct_units_exact",
     "saturated_fraction",
 )
-# The unit statistic `train_batch` adds to UNIT_STATS': per evaluation step that is a multiple of
+# The unit statistic `train_batch` records besides UNIT_STATS: per evaluation step that is a multiple of
 # training.cka_every (and the last), each hidden layer's linear CKA (`linear_cka`) between its activations
 # on the test rows at that step and at the last step; NaN at the other steps and on the output layer.
 CKA_STAT = "cka_to_final"
@@ -618,9 +618,8 @@ def _cka_to_last(kept: torch.Tensor) -> torch.Tensor:
     """
     runs, records, units, n = kept.shape
     last = kept[:, -1]  # (runs, units, n)
-    cross = torch.bmm(
-        last, kept.view(runs, records * units, n).transpose(1, 2)
-    )  # (runs, units, records * units)
+    # (runs, units, records * units): the last record's activations against every record's
+    cross = torch.bmm(last, kept.view(runs, records * units, n).transpose(1, 2))
     cross_squared = cross.view(runs, units, records, units).square().sum(dim=(1, 3))
     flat = kept.view(runs * records, units, n)
     gram_norm = torch.linalg.matrix_norm(torch.bmm(flat, flat.transpose(1, 2))).view(runs, records)
