@@ -12,6 +12,7 @@ import pandas as pd
 
 from dlatoms import catalog
 from dlatoms.atlas import report as atlas_report
+from dlatoms.core import claim_notes
 from dlatoms.core.io import write_text_atomic
 from dlatoms.core.jobs import job_logging
 from dlatoms.core.report import (
@@ -127,11 +128,14 @@ def build_page(inputs: ReportInputs) -> Page:
     intro = markup(
         "Reproduction and extension of experiments 10–12 of <i>Atomic Experiments in Deep Learning</i> "
         "(A. Abid, 2018) and of the CS231n transfer-learning advice (question 4): each claim measured over "
-        "a discovery block of seeds, decided by a rule and a margin written down beforehand, decided again "
-        "on a held-out replication block and over a grid of its thresholds. Findings: {}.",
+        "a discovery block of seeds, decided by a rule and a margin set in code and config, decided again "
+        "on a held-out replication block and over a grid of its thresholds. Some rules were changed after "
+        'results had been seen: <a href="#rule-changes">every such change</a> is listed with the verdict '
+        "recorded before it and this run's. Findings: {}.",
         _counts(claims[claims["kind"] == FINDING]),
     )
     sections = [Section("claims", "Claims", overview(claims, inputs.settings["analysis"]))]
+    sections.append(claim_notes.rule_changes_section(inputs.tables.get("rule_changes"), claims))
     for module in _builders():
         sections += module.sections(inputs)
     if "atlas_claims" in inputs.tables:

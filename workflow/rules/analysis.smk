@@ -112,8 +112,13 @@ rule collect_claims:
             caption="../report/claims.rst",
             category="Claims",
         ),
+        changes="results/tables/rule_changes.parquet",
     log:
         "logs/collect_claims.log",
     localrule: True
+    params:
+        # the literature and rule provenance beside every claim (package data, checked in common.smk)
+        literature=CLAIM_NOTES["literature"],
+        provenance=CLAIM_NOTES["provenance"],
     script:
         "../../scripts/collect_claims.py"

@@ -12,6 +12,7 @@ from dlatoms.mlp.config import (
     seed_blocks,
 )
 from dlatoms.core.io import check_complete_files
+from dlatoms.claims import checked_claim_notes
 from dlatoms.core.device import needs_gpu
 import dlatoms.atlas.config as atlas_cfg
 
@@ -26,6 +27,9 @@ if workflow.is_main_process:
     atlas_cfg.check_atlas(
         config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
     )
+# So does a malformed literature or provenance file (package data beside every claim); only the main
+# process checks the claim ids against the claim registries (importing them takes a second or two).
+CLAIM_NOTES = checked_claim_notes(check_ids=workflow.is_main_process)
 # So does a result file cut short (a full disk, a copy interrupted): Snakemake would take it as done.
 # Job processes (cluster jobs parse the workflow again) skip it: the main process checked already.
 if workflow.is_main_process:

@@ -86,6 +86,7 @@ rule render_report:
         **REPORT_FINETUNE_SOURCE,
         **REPORT_COMPARE,
         claims="results/tables/claims.parquet",
+        rule_changes="results/tables/rule_changes.parquet",
         summaries="results/tables/arm_summaries.parquet",
         metrics=expand(
             "results/tables/{question}_metrics.parquet", question=MLP_QUESTIONS

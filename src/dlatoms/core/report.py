@@ -125,6 +125,9 @@ class ClaimRow:
     differs: bool  # replication verdict differs from the discovery verdict
     confidence: str  # this claim's level (differs from the block's under Holm)
     reference: str
+    literature: str = ""  # citation of published work on the claim (core/literature.yaml); "" when none
+    literature_finding: str = ""
+    literature_agrees: str = ""  # agrees / disagrees / no verdict / not studied (claim_notes.agreement)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
                 differs=str(row["verdict"]) != str(row["replication_verdict"]),
                 confidence=f"{100 * float(row['confidence']):.4g}%",
                 reference=str(row["reference_conclusion"]),
+                literature=str(row.get("literature", "")),
+                literature_finding=str(row.get("literature_finding", "")),
+                literature_agrees=str(row.get("literature_agrees", "")),
             )
         )
     return Claims(rows, confidence, full)

@@ -201,7 +201,8 @@ def question_method(question: str, section: Mapping, analysis: Mapping) -> list[
         _arms_table(section),
         Heading(Markup("Analysis thresholds and margins (config <code>analysis</code>)"), 4),
         Paragraph(
-            "Written down before the results were looked at; a margin is the smallest effect that counts. "
+            "A margin is the smallest effect that counts; some margins were set or changed after results "
+            "had been seen (listed under “Rules changed after results were seen”). "
             "Each claim is decided again with each of its thresholds at "
             f"{' / '.join(f'{f:g}' for f in analysis.get('sensitivity_factors', [0.5, 1, 2]))} × its value "
             "(robust share)."
