@@ -215,3 +215,25 @@ def test_claims_table_gains_the_columns_and_the_report_shows_them(notes):
         assert row.what.replace("'", "&#39;") in html, row.what
     assert "2a: supported → supported" in html
     assert "1h" not in set(after["claim_id"])  # first written with its result: not a post-result change
+
+
+def test_collect_claims_job_writes_the_columns_and_the_changes(tmp_path, notes):
+    from dlatoms.claims import collect_claims_job
+
+    mlp = fake_claims({"1a": "supported", "2a": "supported"})
+    finetune = fake_claims({"4c": "inconclusive"}).assign(question="finetune")
+    inputs = []
+    for name, table in (("mlp", mlp), ("finetune", finetune)):
+        inputs.append(str(tmp_path / f"{name}.parquet"))
+        table.to_parquet(inputs[-1])
+    outputs = {name: str(tmp_path / f"{name}.{ext}") for name, ext in (("claims", "parquet"), ("tsv", "tsv"))}
+    outputs["changes"] = str(tmp_path / "rule_changes.parquet")
+    collect_claims_job(inputs, outputs, str(tmp_path / "log.txt"), notes)
+    claims = pd.read_parquet(outputs["claims"])
+    assert list(claims["claim_id"]) == ["1a", "2a", "4c"]
+    assert list(claims["literature_agrees"]) == ["agrees", "disagrees", "no verdict"]
+    assert claims["changed_after_result"].all()
+    changes = pd.read_parquet(outputs["changes"])
+    assert list(changes.columns) == claim_notes.CHANGE_COLUMNS
+    assert set(changes["claim_id"]) == {"1a", "2a", "4c"}
+    assert {"rule", "margin", "arms"} == set(changes["part"])
