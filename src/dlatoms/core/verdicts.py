@@ -61,6 +61,11 @@ CLAIM_COLUMNS = [
     "n_seeds",
     "margin",
     "verdict",
+    "top_rival",
+    "top_rival_statistic",
+    "top_rival_ci_low",
+    "top_rival_ci_high",
+    "beaten",
     "replication_statistic",
     "replication_ci_low",
     "replication_ci_high",
@@ -75,7 +80,13 @@ CLAIM_COLUMNS = [
     "detail",
     "replication_detail",
 ]
-CLAIM_DTYPES = {"n_seeds": "int64", "replication_n_seeds": "int64", "settings": "int64"}
+CLAIM_DTYPES = {
+    "n_seeds": "int64",
+    "replication_n_seeds": "int64",
+    "settings": "int64",
+    "top_rival": "str",
+    "beaten": "bool",
+}
 MIN_SEEDS = 2  # one seed gives a zero-width interval: no evidence either way
 LEVEL = "{level}"  # in a claim's text: the configured confidence level, e.g. "95%"
 
@@ -149,7 +160,9 @@ class Outcome:
     """What a claim measured: the headline interval, the tests that decide it, why, the arms it compared.
 
     The headline's margin is the first test's. `verdict` is `combine(tests)` unless `missing` says why the
-    claim could not be measured.
+    claim could not be measured. A "best" claim also names its `top_rival` (the rival with the highest
+    mean) and `rival_gap`, the interval of the best chosen arm minus it (core.stats.top_rival_interval):
+    `beaten` when that interval lies wholly below 0, whatever the margin says.
     """
 
     interval: Interval
@@ -157,6 +170,13 @@ class Outcome:
     detail: str
     arms: tuple[str, ...] = ()
     missing: str = ""
+    top_rival: str = ""
+    rival_gap: Interval = EMPTY
+
+    @property
+    def beaten(self) -> bool:
+        gap = self.rival_gap
+        return bool(self.top_rival and gap.n_seeds >= MIN_SEEDS and gap.high < 0)
 
     @property
     def verdict(self) -> str:
@@ -176,6 +196,22 @@ def few_seeds_note(interval: Interval, min_seeds: int = MIN_SEEDS) -> str:
     if interval.n_seeds >= min_seeds:
         return ""
     return f" Fewer than {min_seeds} seeds: no interval, so no verdict."
+
+
+def beaten_text(chosen: str, top_rival: str, gap: Interval, digits: int = 3) -> str:
+    """The sentence beside a "best" claim: its best arm against the rival with the highest mean."""
+    if not top_rival or gap.n_seeds < MIN_SEEDS:
+        return ""
+    if gap.high < 0:
+        state = f"beaten: {top_rival} is better (the interval lies wholly below 0)"
+    elif gap.low > 0:
+        state = f"{chosen} is better (the interval lies wholly above 0)"
+    else:
+        state = "not beaten: the interval contains 0"
+    return (
+        f"Against the top rival by mean, {top_rival}: {chosen} minus {top_rival} {gap.text(digits)} "
+        f"(simultaneous with every pair of the claim): {state}."
+    )
 
 
 def tests_text(tests: Sequence[Test], digits: int = 3) -> str:
@@ -337,6 +373,11 @@ def judge_claims(
                 "n_seeds": int(found.interval.n_seeds),
                 "margin": found.margin,
                 "verdict": found.verdict,
+                "top_rival": found.top_rival,
+                "top_rival_statistic": found.rival_gap.estimate,
+                "top_rival_ci_low": found.rival_gap.low,
+                "top_rival_ci_high": found.rival_gap.high,
+                "beaten": found.beaten,
                 "replication_statistic": again.interval.estimate,
                 "replication_ci_low": again.interval.low,
                 "replication_ci_high": again.interval.high,
