@@ -90,6 +90,7 @@ def init_table(changes: dict[str, dict[str, float]] | None = None, salt: str = "
         frame["hidden_width"] = 100
         frame["max_distinct_share"] = frame["final_distinct_share"]
         frame["max_distinct_units"] = frame["max_distinct_share"] * 100
+        frame["max_distinct_units_exact"] = float(round(means["exact"] * 100))  # a count: no noise
         frame["steps"] = 2000 if arm == "ones_long" else 500
         frame[["penalty", "strength", "diverged", "diverged_step"]] = ["none", 0.0, False, -1]
         frames.append(frame)
@@ -228,11 +229,14 @@ INIT_CASES = {
         ({"ones_long": {"final": 0.9}}, CONTRADICTED),
         ({"ones_long": {"final": 0.6}}, INCONCLUSIVE),
     ],
+    "1z": [
+        ({}, SUPPORTED),
+        ({"zeros": {"exact": 0.5}}, CONTRADICTED),  # 50 distinct units: the symmetry was broken
+    ],
     "1f": [
         ({}, SUPPORTED),
-        ({"zeros": {"exact": 0.5}}, CONTRADICTED),
         ({"zeros_noise": {"share": 0.02}}, CONTRADICTED),
-        ({"zeros": {"exact": 0.1}}, INCONCLUSIVE),
+        ({"zeros_noise": {"share": 0.1}}, INCONCLUSIVE),
     ],
     "1g": [
         ({}, SUPPORTED),
@@ -250,6 +254,7 @@ MISSING_INIT_ARM = {
     "1d": "zeros",
     "1e": "ones",
     "1e+": "ones_long",
+    "1z": "zeros",
     "1f": "zeros_noise",
     "1g": "inverse_fan_in",
 }
@@ -413,13 +418,22 @@ def test_reversed_symmetry_changes_the_verdict_and_the_sentences():
         ),
     )
     assert (found["verdict"], flipped["verdict"]) == (SUPPORTED, CONTRADICTED)
-    zeros, noise = "collapsed_fraction 0.1: ", "collapsed_fraction: "  # the sentences on each arm
-    assert f"lies below {zeros}collapsed (symmetry kept)" in found["detail"]
+    noise = "collapsed_fraction 0.1: "
     assert f"lies above {noise}not collapsed (symmetry broken)" in found["detail"]
     assert "constant 0 + noise is higher than constant 0 by more than the margin" in found["detail"]
-    assert f"lies above {zeros}not collapsed (symmetry broken)" in flipped["detail"]
     assert f"lies below {noise}collapsed (symmetry kept)" in flipped["detail"]
     assert "constant 0 + noise is lower than constant 0 by more than the margin" in flipped["detail"]
+    broken = judged("1z", init=init_table({"zeros": {"exact": 0.6}}))
+    assert broken["verdict"] == CONTRADICTED and "largest over seeds 60 unit(s)" in broken["detail"]
+
+
+def test_1z_is_a_check_and_one_seed_off_leaves_it_open():
+    kept = judged("1z", init=init_table())
+    assert kept["kind"] == "check" and kept["verdict"] == SUPPORTED and kept["statistic"] == 0.0
+    table = init_table()
+    one = table.index[(table["arm"] == "zeros") & (table["seed"] == 0)]
+    table.loc[one, "max_distinct_units_exact"] = 2.0  # one seed's units came apart, the others did not
+    assert judged("1z", init=table)["verdict"] == INCONCLUSIVE
 
 
 def test_no_sentence_states_a_fixed_conclusion():
@@ -578,9 +592,9 @@ def test_claims_table_has_every_claim_kind_and_threshold():
     )
     assert list(rows.columns) == CLAIM_COLUMNS
     assert list(rows["claim_id"]) == [c.claim_id for c in CLAIMS]
-    expected = {"1a", "1a+", "1b", "1c", "1d", "1e", "1e+", "1f", "1g", "1h", "2a", "2b", "2b+", "2c"}
+    expected = {"1a", "1a+", "1b", "1c", "1d", "1e", "1e+", "1f", "1z", "1g", "1h", "2a", "2b", "2b+", "2c"}
     assert expected | {"3a", "3b", "3c", "3d", "3e", "3z"} == set(rows["claim_id"])
-    assert set(rows.loc[rows["kind"] == CHECK, "claim_id"]) == {"3z"}
+    assert set(rows.loc[rows["kind"] == CHECK, "claim_id"]) == {"1z", "3z"}
     assert set(rows["kind"]) == {FINDING, CHECK}
     assert (rows["verdict"] == SUPPORTED).all(), rows.loc[
         rows["verdict"] != SUPPORTED, ["claim_id", "detail"]

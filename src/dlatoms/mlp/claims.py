@@ -125,6 +125,8 @@ def arm_summaries(
         for key, group in table.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             for name in (n for n in names if n in group.columns):
+                if not np.isfinite(group[name].to_numpy(dtype=np.float64)).any():
+                    continue  # a measure this arm or layer does not have (the output layer's cka_step)
                 tag = "/".join(str(k) for k in (question, *key, name))
                 interval = bootstrap_mean(group[name].to_numpy(dtype=np.float64), bootstrap, tag)
                 rows.append(

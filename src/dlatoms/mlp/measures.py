@@ -165,6 +165,7 @@ INIT_UNIT_MEASURES = [
     "max_distinct_units",
     "max_distinct_share",
     "max_distinct_share_exact",
+    "max_distinct_units_exact",
     "final_distinct_share",
     "final_saturated_fraction",
 ]
@@ -178,8 +179,8 @@ def init_seed_measures(metrics: pd.DataFrame, units: pd.DataFrame, spec: Analysi
     `final_test_loss` / `final_train_loss` (when the metrics table has a loss) are at the run's last step,
     `steps`.
     `max_distinct_share_exact` is the largest share of exactly distinct hidden units over evaluations and
-    hidden layers; `final_distinct_share` the largest share of distinct units (at the diagnostics'
-    tolerance) over hidden layers at the run's last evaluation.
+    hidden layers, `max_distinct_units_exact` the largest count; `final_distinct_share` the largest share
+    of distinct units (at the diagnostics' tolerance) over hidden layers at the run's last evaluation.
     """
     if "distinct_units_exact" not in units.columns:
         raise ValueError(
@@ -207,6 +208,7 @@ def init_seed_measures(metrics: pd.DataFrame, units: pd.DataFrame, spec: Analysi
         max_distinct_units=("distinct_units", "max"),
         max_distinct_share=("distinct_share", "max"),
         max_distinct_share_exact=("distinct_share_exact", "max"),
+        max_distinct_units_exact=("distinct_units_exact", "max"),
         hidden_width=("units", "min"),
     )
     last = hidden[at_last_step(hidden)].copy()

@@ -226,14 +226,18 @@ CAUSE_SENTENCES = {
         "contradicted": "Constant 0 does not train (1d).",
         "inconclusive": "Whether constant 0 trains is undecided (1d inconclusive).",
     },
+    "1z": {
+        "supported": "Its hidden units stay exact copies of one unit throughout (tolerance 0; the check "
+        "1z, which holds by construction on one thread).",
+        "contradicted": "Its hidden units do not stay exact copies (the check 1z fails: see its numbers).",
+        "inconclusive": "Whether its hidden units stay exact copies is undecided (the check 1z "
+        "inconclusive).",
+    },
     "1f": {
-        "supported": "Its hidden units stay exact copies of one unit throughout (tolerance 0) while "
-        "constant 0 plus 1e-6 noise grows distinct units (1f), so what it learns it learns without "
-        "breaking symmetry.",
-        "contradicted": "Either its hidden units do not stay exact copies, or the tiny noise does not make "
-        "them distinct (1f contradicted: see its numbers).",
-        "inconclusive": "Whether its hidden units stay copies while tiny noise separates them is undecided "
-        "(1f inconclusive).",
+        "supported": "Constant 0 plus 1e-6 noise ends with distinct hidden units (1f).",
+        "contradicted": "Constant 0 plus 1e-6 noise ends with its hidden units still collapsed (1f "
+        "contradicted).",
+        "inconclusive": "Whether 1e-6 noise makes the hidden units distinct is undecided (1f inconclusive).",
     },
     "1e": {
         "supported": "Constant 1 does not train in the reference's steps (1e).",
@@ -257,6 +261,16 @@ CAUSE_SENTENCES = {
 }
 
 
+def cause_heading(claims: pd.DataFrame) -> str:
+    """The heading says "why constant 0 trains and constant 1 does not" only where 1d and 1e say so."""
+    verdicts = {
+        c: (None if _claim(claims, c) is None else _claim(claims, c)["verdict"]) for c in ("1d", "1e")
+    }
+    if verdicts == {"1d": "supported", "1e": "supported"}:
+        return "Why constant 0 trains and constant 1 does not"
+    return "Constant 0 and constant 1: what the verdicts say"
+
+
 def init_cause(claims: pd.DataFrame) -> list[Block]:
     """Why constant 0 trains and constant 1 does not: one sentence per claim, chosen by its verdict."""
     sentences = []
@@ -268,10 +282,7 @@ def init_cause(claims: pd.DataFrame) -> list[Block]:
         sentences.append(by_verdict.get(verdict, f"Claim {claim_id} is {verdict.replace('_', ' ')}."))
     if not sentences:
         return []
-    text = markup(
-        "<b>Why constant 0 trains and constant 1 does not (from the verdicts of this run).</b> {}",
-        " ".join(sentences),
-    )
+    text = markup("<b>{} (from the verdicts of this run).</b> {}", cause_heading(claims), " ".join(sentences))
     return [Paragraph(text, note=True)]
 
 
