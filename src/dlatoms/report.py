@@ -32,7 +32,15 @@ from dlatoms.core.report import (
     render,
     settings_table,
 )
-from dlatoms.core.verdicts import CHECK, FINDING, ROBUST_SHARE, verdict_changes
+from dlatoms.core.verdicts import (
+    CHECK,
+    CONTRADICTED,
+    FINDING,
+    ROBUST_SHARE,
+    SUPPORTED,
+    is_robust,
+    verdict_changes,
+)
 from dlatoms.finetune import report as finetune_report
 from dlatoms.mlp import report as mlp_report
 
@@ -58,15 +66,19 @@ def _counts(frame: pd.DataFrame) -> str:
     return ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in VERDICT_COLORS if v in counts) or "none"
 
 
-def overview(claims: pd.DataFrame, analysis: Mapping) -> list:
+def overview(claims: pd.DataFrame, analysis: Mapping, pretraining: str = "") -> list:
     """How many claims, findings and checks, what each reached, replication, robustness, multiplicity."""
     findings = claims[claims["kind"] == FINDING]
     checks = claims[claims["kind"] == CHECK]
     measured = findings[findings["verdict"] != "not_measured"]
     replicated = measured[measured["replication_verdict"] != "not_measured"]
     differs = verdict_changes(replicated)
-    robust = measured[measured["robust_share"] >= ROBUST_SHARE]
+    decisive = measured[measured["verdict"].isin([SUPPORTED, CONTRADICTED])]
+    robust = decisive[
+        [is_robust(v, s) for v, s in zip(decisive["verdict"], decisive["robust_share"], strict=True)]
+    ]
     intervals = int((claims["n_seeds"] > 0).sum() + (claims["replication_n_seeds"] > 0).sum())
+    tests = int(claims["n_tests"].sum()) if "n_tests" in claims else intervals
     level = confidence_label(analysis)
     if analysis.get("adjust", "none") == "holm":
         multiplicity = (
@@ -76,8 +88,10 @@ def overview(claims: pd.DataFrame, analysis: Mapping) -> list:
     else:
         multiplicity = (
             f"Each is a {level} interval, not adjusted for multiple comparisons (config analysis.adjust: "
-            f"none; holm is available): about {intervals * (1 - float(analysis['confidence'])):.1f} of "
-            f"{intervals} would miss their true value by chance alone."
+            f"none; holm is available). Counting every test made — each interval against its margin on the "
+            f"discovery and replication blocks and at every other setting of the threshold grid — the "
+            f"claims rest on {tests} tests: about {tests * (1 - float(analysis['confidence'])):.1f} of the "
+            "intervals behind them would miss their true value by chance alone."
         )
     lines = [
         markup(
@@ -103,10 +117,11 @@ def overview(claims: pd.DataFrame, analysis: Mapping) -> list:
             else "",
         ),
         markup(
-            "Robustness: {} of {} measured findings keep their verdict in at least {:.0%} of the settings "
-            "of their thresholds (each at {} × its configured value).",
+            "Robustness: {} of {} findings with a decisive verdict (supported or contradicted) keep it in at "
+            "least {:.0%} of the settings of their thresholds (each at {} × its configured value); an "
+            "inconclusive verdict is never called robust.",
             len(robust),
-            len(measured),
+            len(decisive),
             ROBUST_SHARE,
             " / ".join(f"{f:g}" for f in analysis.get("sensitivity_factors", [0.5, 1.0, 2.0])),
         ),
@@ -114,6 +129,8 @@ def overview(claims: pd.DataFrame, analysis: Mapping) -> list:
             "The claims table holds {} intervals (discovery and replication). {}", intervals, multiplicity
         ),
     ]
+    if pretraining and (claims["question"] == "finetune").any():
+        lines.append(markup("Question 4's verdicts come from {}.", pretraining))
     blocks: list = [Paragraph(markup(" ").join(lines))]
     blocks.append(claims_block(findings, level, full=False))
     if len(checks):
@@ -134,7 +151,8 @@ def build_page(inputs: ReportInputs) -> Page:
         "recorded before it and this run's. Findings: {}.",
         _counts(claims[claims["kind"] == FINDING]),
     )
-    sections = [Section("claims", "Claims", overview(claims, inputs.settings["analysis"]))]
+    pretraining = finetune_report.this_pretraining(inputs)
+    sections = [Section("claims", "Claims", overview(claims, inputs.settings["analysis"], pretraining))]
     sections.append(claim_notes.rule_changes_section(inputs.tables.get("rule_changes"), claims))
     for module in _builders():
         sections += module.sections(inputs)

@@ -128,6 +128,10 @@ def test_judge_claims_decides_discovery_replication_and_sensitivity():
     assert row["robust_share"] == 1.0
     assert list(table["kind"]) == ["finding", "check"]
     assert list(verdict_changes(table)["claim_id"]) == ["9a", "9z"]
+    # one test on discovery, one on replication, one at each of the two other margins: 4 tests made
+    assert row["n_tests"] == 4
+    missing = judge_claims([_effect_claim()], _context(missing=True), {"margin": 0.1}, 0.95)
+    assert missing.iloc[0]["n_tests"] == 0
 
 
 def test_robust_share_falls_when_a_threshold_setting_changes_the_verdict():

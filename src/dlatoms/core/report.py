@@ -17,7 +17,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from dlatoms.core.verdicts import ROBUST_SHARE
+from dlatoms.core.verdicts import both_measured, is_robust
 
 VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word is always printed too
     "supported": "#0072B2",
@@ -121,13 +121,14 @@ class ClaimRow:
     replication_seeds: int
     replication_verdict: str
     robust_share: str  # e.g. "0.96 (27 settings)"
-    robust: bool  # robust_share >= ROBUST_SHARE
-    differs: bool  # replication verdict differs from the discovery verdict
+    robust: bool  # a supported or contradicted verdict kept in >= ROBUST_SHARE of the threshold settings
+    differs: bool  # both blocks reached a verdict, and the replication verdict differs
     confidence: str  # this claim's level (differs from the block's under Holm)
     reference: str
     literature: str = ""  # citation of published work on the claim (core/literature.yaml); "" when none
     literature_finding: str = ""
     literature_agrees: str = ""  # agrees / disagrees / no verdict / not studied (claim_notes.agreement)
+    beaten: str = ""  # "best" claims whose top rival is better: "beaten by X: d [low, high]"
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,14 @@ def _interval_text(statistic: float, low: float, high: float, seeds: int) -> str
     return "–" if seeds == 0 else fmt_interval(statistic, low, high)
 
 
+def _beaten_text(row: pd.Series) -> str:
+    """'beaten by X: d [low, high]' where a "best" claim's pair interval against its top rival is below 0."""
+    if not bool(row.get("beaten", False)):
+        return ""
+    interval = fmt_interval(row["top_rival_statistic"], row["top_rival_ci_low"], row["top_rival_ci_high"])
+    return f"beaten by {row['top_rival']}: {interval}"
+
+
 def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
     """Our verdicts (discovery, replication, robustness) beside the reference's conclusion, one row each."""
     rows = []
@@ -201,13 +210,15 @@ def claims_block(claims: pd.DataFrame, confidence: str, full: bool) -> Claims:
                 replication_seeds=int(row["replication_n_seeds"]),
                 replication_verdict=str(row["replication_verdict"]),
                 robust_share="–" if pd.isna(robust) else f"{robust:.2f} ({int(row['settings'])} settings)",
-                robust=bool(pd.notna(robust) and robust >= ROBUST_SHARE),
-                differs=str(row["verdict"]) != str(row["replication_verdict"]),
+                robust=is_robust(str(row["verdict"]), float(robust)),
+                differs=both_measured(str(row["verdict"]), str(row["replication_verdict"]))
+                and str(row["verdict"]) != str(row["replication_verdict"]),
                 confidence=f"{100 * float(row['confidence']):.4g}%",
                 reference=str(row["reference_conclusion"]),
                 literature=str(row.get("literature", "")),
                 literature_finding=str(row.get("literature_finding", "")),
                 literature_agrees=str(row.get("literature_agrees", "")),
+                beaten=_beaten_text(row),
             )
         )
     return Claims(rows, confidence, full)

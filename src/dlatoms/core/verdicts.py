@@ -73,6 +73,7 @@ CLAIM_COLUMNS = [
     "replication_verdict",
     "robust_share",
     "settings",
+    "n_tests",
     "confidence",
     "reference_conclusion",
     "measure",
@@ -84,6 +85,7 @@ CLAIM_DTYPES = {
     "n_seeds": "int64",
     "replication_n_seeds": "int64",
     "settings": "int64",
+    "n_tests": "int64",
     "top_rival": "str",
     "beaten": "bool",
 }
@@ -284,6 +286,11 @@ def threshold_grid(
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
 
 
+def _is_base(setting: Mapping[str, float], base: Mapping[str, float]) -> bool:
+    """Whether a grid setting is the configured one (that decision is the discovery verdict itself)."""
+    return all(base.get(name) == value for name, value in setting.items())
+
+
 def _level(confidence: float) -> str:
     return f"{100 * confidence:.4g}%"
 
@@ -354,7 +361,13 @@ def judge_claims(
         if missing:
             raise KeyError(f"claim {claim.claim_id} names thresholds without a configured value: {missing}")
         grid = threshold_grid(base, claim.thresholds, factors, bounds) if claim.thresholds else [{}]
-        verdicts = [outcome(claim, DISCOVERY, setting, level).verdict for setting in grid]
+        outcomes = [outcome(claim, DISCOVERY, setting, level) for setting in grid]
+        verdicts = [o.verdict for o in outcomes]
+        # every interval test decided for this claim: discovery, replication and each other grid setting
+        n_tests = len(found.tests) + len(again.tests)
+        n_tests += sum(
+            len(o.tests) for o, setting in zip(outcomes, grid, strict=True) if not _is_base(setting, base)
+        )
         robust = (
             math.nan
             if found.verdict == NOT_MEASURED
@@ -385,6 +398,7 @@ def judge_claims(
                 "replication_verdict": again.verdict,
                 "robust_share": robust,
                 "settings": len(grid),
+                "n_tests": n_tests,
                 "confidence": level,
                 "reference_conclusion": claim.text(claim.reference_conclusion, text),
                 "measure": claim.text(claim.measure, text),
@@ -424,6 +438,21 @@ def log_claims(log: logging.Logger, claims: pd.DataFrame) -> None:
         )
 
 
+def both_measured(verdict: str, replication_verdict: str) -> bool:
+    """Whether both blocks reached a verdict: only then can replication agree or differ."""
+    return NOT_MEASURED not in (verdict, replication_verdict)
+
+
 def verdict_changes(claims: pd.DataFrame) -> pd.DataFrame:
-    """The claims whose replication verdict differs from the discovery verdict."""
-    return claims[claims["verdict"] != claims["replication_verdict"]]
+    """The claims measured on both blocks whose replication verdict differs from the discovery verdict."""
+    measured = (claims["verdict"] != NOT_MEASURED) & (claims["replication_verdict"] != NOT_MEASURED)
+    return claims[measured & (claims["verdict"] != claims["replication_verdict"])]
+
+
+def is_robust(verdict: str, robust_share: float) -> bool:
+    """'Robust' attaches to a decisive verdict only: an inconclusive one that stays inconclusive is not."""
+    return (
+        verdict in (SUPPORTED, CONTRADICTED)
+        and bool(np.isfinite(robust_share))
+        and robust_share >= ROBUST_SHARE
+    )
