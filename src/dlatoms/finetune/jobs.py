@@ -421,7 +421,9 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
                         spec["similarity"],
                         seed,
                         pool,
-                        ", ".join(f"{r['module']} {r['accuracy']:.3f}" for r in probe_rows[1::2]),
+                        ", ".join(
+                            f"{r['module']} {r['accuracy']:.3f}" for r in probe_rows if r["split"] == "test"
+                        ),
                     )
         frame = typed_frame(rows, STAGE_PROBE_COLUMNS)
         order = {size["size"]: i for i, size in enumerate(spec["sizes"])}
@@ -444,11 +446,12 @@ def _probe_stages(
     identity: dict,
     extract_time: float,
 ) -> list[dict]:
-    """One seed's probe on each stage's features: a train and a test row per stage, in that order.
+    """One seed's probe on each stage's features: a train, a test and (with one) a validation row per stage.
 
     `features` are the (training pool, test) features of each stage; `chosen` the seed's pool rows (see
     seed_rows): the probe fits on its "train" rows, picks C on its "validation" rows, and is scored on its
-    "train_eval" rows and on the test images.
+    "train_eval" rows, on the test images and on the validation rows (which choose the earlier stage of
+    the similarity measure, so that the test images choose nothing).
     """
     train_features, test_features = features
     train_labels, test_labels = image_set.train_labels, image_set.test_labels
@@ -465,8 +468,10 @@ def _probe_stages(
         )
         elapsed = extract_time + time.perf_counter() - started
         final = stage == FINAL
-        scored = (("train", stage_features[evaluated], train_labels[evaluated]),
-                  ("test", test_features[stage], test_labels))  # fmt: skip
+        scored = [("train", stage_features[evaluated], train_labels[evaluated]),
+                  ("test", test_features[stage], test_labels)]  # fmt: skip
+        if validation is not None:
+            scored.append(("validation", *validation))
         for split_name, split_features, labels in scored:
             accuracy, loss = probe.score(split_features, labels)
             rows.append(

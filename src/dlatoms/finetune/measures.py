@@ -162,6 +162,7 @@ TRANSFER_COLUMNS = {
     "size": "str",
     "final_accuracy": "float64",
     "early_stage": "str",
+    "chosen_on": "str",
     "early_accuracy": "float64",
     "advantage": "float64",
     "ci_low": "float64",
@@ -170,14 +171,31 @@ TRANSFER_COLUMNS = {
 }
 
 
+SIMILAR, DISSIMILAR, UNDECIDED = "similar", "dissimilar", "undecided"
+
+
+def similarity_reading(advantage_low: float, advantage_high: float) -> str:
+    """A scenario's measured similarity by interval: similar when the final-minus-earlier probe advantage
+    lies wholly above 0, dissimilar when wholly below, undecided otherwise."""
+    if advantage_low > 0:
+        return SIMILAR
+    if advantage_high < 0:
+        return DISSIMILAR
+    return UNDECIDED
+
+
 def transfer_similarity(stage_probes: pd.DataFrame, bootstrap: BootstrapSpec) -> pd.DataFrame:
     """How similar each target is to the pretraining, measured: per (target, size), the probe's test
-    accuracy on the final features minus its accuracy on the best earlier stage (the stage and pooling with
-    the highest mean), per seed; mean and interval over seeds. A target whose classes the top features
-    separate better than the early ones (advantage > 0) is similar in the sense of the CS231n advice.
+    accuracy on the final features minus its accuracy on the best earlier stage, per seed; mean and
+    interval over seeds. The best earlier stage (stage and pooling) is the one with the highest mean
+    VALIDATION accuracy, so the test images choose nothing (`chosen_on`; tables written before the probes
+    scored their validation rows fall back to the test rows and say so). A target whose classes the top
+    features separate better than the early ones (advantage > 0) is similar in the sense of the CS231n
+    advice; `similarity_reading` decides that by interval.
 
     "Earlier" excludes the last feature stage: the final features are that stage's output, pooled."""
     test = stage_probes[stage_probes["split"] == "test"]
+    validation = stage_probes[stage_probes["split"] == "validation"]
     rows = []
     for (similarity, size), part in test.groupby(SCENARIO_KEYS, sort=False):
         final = part[part["module"] == "final"].set_index("seed")["accuracy"]
@@ -185,7 +203,10 @@ def transfer_similarity(stage_probes: pd.DataFrame, bootstrap: BootstrapSpec) ->
         early = part[(part["module"] != "final") & (part["stage"] < stages.max())]
         if final.empty or early.empty:
             continue
-        means = early.groupby(["module", "pool"], sort=False)["accuracy"].mean()
+        held = validation[(validation["similarity"] == similarity) & (validation["size"] == size)]
+        held = held[(held["module"] != "final") & (held["stage"] < stages.max())]
+        chooser, chosen_on = (held, "validation") if len(held) else (early, "test")
+        means = chooser.groupby(["module", "pool"], sort=False)["accuracy"].mean()
         module, pool = means.idxmax()
         best = early[(early["module"] == module) & (early["pool"] == pool)].set_index("seed")["accuracy"]
         difference = (final - best).dropna()
@@ -196,6 +217,7 @@ def transfer_similarity(stage_probes: pd.DataFrame, bootstrap: BootstrapSpec) ->
                 "size": size,
                 "final_accuracy": float(final.mean()),
                 "early_stage": f"{module} (pool {pool})",
+                "chosen_on": chosen_on,
                 "early_accuracy": float(best.mean()),
                 "advantage": interval.estimate,
                 "ci_low": interval.low,

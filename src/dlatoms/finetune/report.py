@@ -27,7 +27,7 @@ from dlatoms.core.report import (
     seed_list,
 )
 from dlatoms.finetune.claims import ADVICE
-from dlatoms.finetune.measures import scenario_name
+from dlatoms.finetune.measures import DISSIMILAR, SIMILAR, scenario_name, similarity_reading
 
 # The questions whose sections this module builds.
 QUESTIONS = ("finetune",)
@@ -350,31 +350,49 @@ def finetune_times(benchmarks: pd.DataFrame) -> list[Block]:
 
 
 def similarity_blocks(similarity: pd.DataFrame | None, confidence: str) -> list[Block]:
-    """The measured similarity of each target to the pretraining, and whether the labels hold."""
+    """The measured similarity of each target to the pretraining; whether the labels hold, by interval."""
     if similarity is None or similarity.empty:
         return []
+    readings = [similarity_reading(r.ci_low, r.ci_high) for r in similarity.itertuples()]
     rows = [
         [
             f"{r.size}, {r.similarity}",
             fmt_number(r.final_accuracy),
-            r.early_stage,
+            r.early_stage
+            + ("" if getattr(r, "chosen_on", "validation") == "validation" else " (chosen on test)"),
             fmt_number(r.early_accuracy),
             fmt_interval(r.advantage, r.ci_low, r.ci_high),
             str(r.n_seeds),
+            reading,
         ]
-        for r in similarity.itertuples()
+        for r, reading in zip(similarity.itertuples(), readings, strict=True)
     ]
-    by_target = similarity.groupby("similarity", sort=False)["advantage"].mean()
-    verdict = ""
-    if {"similar", "dissimilar"} <= set(by_target.index):
-        holds = by_target["similar"] > by_target["dissimilar"]
+    labels = list(similarity["similarity"])
+    pairs = list(zip(labels, readings, strict=True))
+    swapped = {SIMILAR: DISSIMILAR, DISSIMILAR: SIMILAR}
+    if all(reading == label for label, reading in pairs):
+        verdict = " By interval, every scenario reads as labelled: the labels hold."
+    elif all(reading == swapped.get(label) for label, reading in pairs):
         verdict = (
-            f" Mean advantage: similar target {by_target['similar']:.3f}, dissimilar target "
-            f"{by_target['dissimilar']:.3f}: the labels "
-            + ("hold (the similar target gains more from the top stage)." if holds else
-               "do not hold: the target labelled dissimilar gains more from the top stage, so read claims "
-               "4a–4d with the labels swapped.")
-        )  # fmt: skip
+            " By interval, every scenario reads as the opposite of its label: read claims 4a–4d with the "
+            "labels swapped."
+        )
+    else:
+        off = [
+            f"{r.size}, {r.similarity} ({reading})"
+            for r, reading in zip(similarity.itertuples(), readings, strict=True)
+            if reading != r.similarity
+        ]
+        verdict = f" By interval, not every scenario reads as labelled: {'; '.join(off)}."
+    chosen_on_test = "chosen_on" in similarity and (similarity["chosen_on"] == "test").any()
+    choice = (
+        "The earlier stage is the one with the best mean validation accuracy (the test images choose nothing)"
+        + (
+            "; rows marked 'chosen on test' come from tables without validation rows."
+            if chosen_on_test
+            else "."
+        )
+    )
     return [
         Heading("How similar is each target to the pretraining? (measured)", 4),
         Table(
@@ -385,15 +403,18 @@ def similarity_blocks(similarity: pd.DataFrame | None, confidence: str) -> list[
                 "its probe",
                 f"advantage [{confidence} interval]",
                 "seeds",
+                "reads as",
             ],
             rows,
             numeric=(1, 3, 4, 5),
         ),  # fmt: skip
         Paragraph(
             "Test accuracy of a linear probe (C picked on the validation split) on the pooled final features "
-            "minus on the best earlier stage, per seed, from the stage probes. A target counts as similar "
-            "to the pretraining when the top stage separates its classes better than the early stages do "
-            "(the CS231n reasoning: top features are specific to the pretraining task)." + verdict
+            f"minus on the best earlier stage, per seed, from the stage probes. {choice} A scenario reads as "
+            "similar to the pretraining when the interval of the advantage lies wholly above 0 (the top "
+            "stage separates its classes better than the early stages: the CS231n reasoning that top "
+            "features are specific to the pretraining task), dissimilar when it lies wholly below 0, "
+            "undecided otherwise." + verdict
         ),
     ]
 
@@ -440,6 +461,18 @@ def _question_claims(claims: pd.DataFrame | None) -> pd.DataFrame | None:
     return None if claims is None else claims[claims["question"] == "finetune"]
 
 
+def this_pretraining(inputs: ReportInputs) -> str:
+    """This run's pretraining in words: model, data and the weights' sha256 (from the metrics table)."""
+    if "finetune" not in inputs.settings:
+        return ""
+    metrics = inputs.tables.get("finetune_metrics")
+    sha = ""
+    if metrics is not None and "weights_sha256" in metrics:
+        shas = [value for value in metrics["weights_sha256"].unique() if value]
+        sha = shas[0] if len(shas) == 1 else ""
+    return pretraining_text(inputs.settings["finetune"], sha)
+
+
 def finetune_section(inputs: ReportInputs) -> Section:
     """The whole question 4 section."""
     section = inputs.settings["finetune"]
@@ -448,11 +481,7 @@ def finetune_section(inputs: ReportInputs) -> Section:
     finetune_claims = claims[claims["question"] == "finetune"]
     arm_order = [arm["name"] for arm in section.get("arms", [])]
     metrics = inputs.tables.get("finetune_metrics")
-    sha = ""
-    if metrics is not None and "weights_sha256" in metrics:
-        shas = [value for value in metrics["weights_sha256"].unique() if value]
-        sha = shas[0] if len(shas) == 1 else ""
-    here = pretraining_text(section, sha)
+    here = this_pretraining(inputs)
     others = {}
     for label, keys in inputs.settings.get("finetune_comparisons", {}).items():
         tables = {name: inputs.tables[key] for name, key in keys.items() if key in inputs.tables}
