@@ -16,7 +16,7 @@ from dlatoms.claims import checked_claim_notes, registered_claim_ids, with_claim
 from dlatoms.core import claim_notes
 from dlatoms.core.claim_notes import ClaimNotesError
 from dlatoms.core.report import Page, Section, claims_block, render
-from dlatoms.core.verdicts import CLAIM_COLUMNS, claims_frame
+from dlatoms.core.verdicts import CLAIM_COLUMNS, CLAIM_DTYPES, claims_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 LITERATURE = str(ROOT / "src/dlatoms/core/literature.yaml")
@@ -174,6 +174,7 @@ def fake_claims(verdicts: dict[str, str]) -> pd.DataFrame:
     rows = []
     for claim_id, verdict in verdicts.items():
         row = {column: "" for column in CLAIM_COLUMNS}
+        row.update({c: 0 if t == "int64" else False if t == "bool" else "" for c, t in CLAIM_DTYPES.items()})
         numbers = ("statistic", "ci_low", "ci_high", "margin", "replication_statistic", "replication_ci_low")
         row.update({c: 0.0 for c in (*numbers, "replication_ci_high", "robust_share", "confidence")})
         row.update({c: 0.0 for c in ("top_rival_statistic", "top_rival_ci_low", "top_rival_ci_high")})

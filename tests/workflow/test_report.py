@@ -14,6 +14,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ import yaml
 from workflow_helpers import snakemake
 
 from dlatoms import catalog
+from dlatoms.core import claim_notes
 from dlatoms.core.report import Page, Section, claims_block, confidence_label, render
 from dlatoms.core.verdicts import CLAIM_COLUMNS, KINDS, VERDICTS, claims_frame
 from dlatoms.finetune.claims import CLAIMS as FINETUNE_CLAIMS
@@ -80,7 +82,11 @@ def test_every_figure_claims_table_and_report_exist(workdir):
             path = workdir / "results" / "figures" / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 1000, path
     claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
-    assert list(claims.columns) == CLAIM_COLUMNS
+    # the shared columns, then the literature and the rule provenance beside every claim (collect_claims)
+    notes = [*claim_notes.LITERATURE_COLUMNS, *claim_notes.PROVENANCE_COLUMNS]
+    assert list(claims.columns) == [*CLAIM_COLUMNS, *notes]
+    assert not (claims["literature_agrees"] == claim_notes.NO_ENTRY).any()
+    assert (workdir / "results/tables/rule_changes.parquet").is_file()
     # one table holds every claim of questions 1-4, in question order
     assert list(claims["claim_id"]) == [c.claim_id for c in (*CLAIMS, *FINETUNE_CLAIMS)]
     assert set(claims["verdict"]) | set(claims["replication_verdict"]) <= set(VERDICTS)
@@ -107,6 +113,12 @@ def test_report_names_every_claim_and_embeds_existing_figures(workdir):
     assert not re.search(r"url\((?!['\"]?data:)", html), "CSS must not load anything"
     for section in ("Method", "Run time", "replication", "robust share", "Checks of the pipeline"):
         assert section in html, section
+    # the literature under every claim, and every change made after a result was seen
+    assert html.count('<p class="literature">') >= 2 * (len(CLAIMS) + len(FINETUNE_CLAIMS))
+    assert "Rules changed after results were seen" in html
+    changes = pd.read_parquet(workdir / "results/tables/rule_changes.parquet")
+    for what in set(changes.loc[changes["after_result"], "what"]):
+        assert str(markupsafe.escape(what)) in html, what
     claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
     findings, checks = (int((claims["kind"] == kind).sum()) for kind in ("finding", "check"))
     assert f"{len(claims)} claims</b>: {findings} findings" in html and f"and {checks} check(s)" in html

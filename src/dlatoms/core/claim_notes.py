@@ -406,8 +406,10 @@ def rule_changes_section(changes: pd.DataFrame | None, claims: pd.DataFrame):
         "<code>src/dlatoms/core/provenance.yaml</code>). {} of {} claims had one of them changed after a "
         "result of the claim had been seen; {} of those changes are planned and not committed yet. Below, "
         "every such change, newest first, with the verdict recorded before it (from the history; its "
-        "source under the table) and this run's verdict. A rule changed after its result was seen is not "
-        "a rule written down before the result; read those verdicts with that in mind.",
+        "source under the table) and this run's verdict; the verdicts before were recorded on the default "
+        "config, so they compare with this run's only when it ran that config. A rule changed after its "
+        "result was seen is not a rule written down before the result; read those verdicts with that in "
+        "mind.",
         len(changed),
         len(claims),
         planned.drop_duplicates(["commit", "part", "what"]).shape[0],
