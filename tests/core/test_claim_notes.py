@@ -110,7 +110,7 @@ def _first_change(data, claim_id="2a", part="rule_changed") -> dict:
     "edit, words",
     [
         (
-            lambda d: _first_change(d, "1a").pop("planned"),
+            lambda d: _first_change(d, "1a").update(commit="pending", date=None),
             ["claims.1a.rule_changed[0].commit", "'pending' needs 'planned: true'"],
         ),
         (lambda d: _first_change(d).update(commit="HEAD~3"), ["rule_changed[0].commit", "not a commit hash"]),
@@ -199,7 +199,7 @@ def test_claims_table_gains_the_columns_and_the_report_shows_them(notes):
     assert by_id.loc["1a", "literature_agrees"] == "agrees"
     assert by_id.loc["1h", "literature_agrees"] == "not studied"
     assert by_id.loc["2a", "rule_changed"] == "9b83045 (2026-12-02)"
-    assert by_id.loc["1a", "rule_changed"] == "pending (planned)"
+    assert by_id.loc["1a", "rule_changed"] == "05d11a0 (2026-12-06)"
     assert bool(by_id.loc["2a", "changed_after_result"])
 
     changes = claim_notes.rule_changes(claims, notes["provenance"])

@@ -38,8 +38,8 @@ CASES = {  # id: (file, old text, new text, words of the one-line message)
     ),
     "provenance_pending_not_planned": (
         "provenance.yaml",
-        "      planned: true\n",
-        "",
+        "commit: 9b83045\n",
+        "commit: pending\n",
         ("provenance.yaml: claims.", ".commit: 'pending' needs 'planned: true'", "set the commit's hash"),
     ),
 }
