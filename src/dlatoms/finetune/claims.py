@@ -1,9 +1,10 @@
-"""Question 4's claims 4a-4e+ as data, decided by the shared rule of dlatoms.core.verdicts.
+"""Question 4's claims 4a-4d, 4e.<scenario> and 4e+ as data, decided by the shared rule of core.verdicts.
 
 Per-seed final test accuracies come from dlatoms.finetune.measures. Arms of a scenario share seeds (a seed
 fixes the training subset), so every comparison resamples the seeds of all arms together (paired). Every
-claim's margin is `analysis.accuracy_margin` (the smallest accuracy difference that counts, fixed in config
-before the results), which is also the threshold the sensitivity grid varies.
+claim's margin is `analysis.accuracy_margin` (the smallest accuracy difference that counts, set in config
+with its reason; when it and each rule last changed, and whether after a result, is in
+core/provenance.yaml), which is also the threshold the sensitivity grid varies.
 
 - 4a-4d, "the recommended arm is (close to) the best": non-inferiority of the best recommended arm against
   the best rival, where *every* other arm that ran is a rival. When several arms are recommended, the best
