@@ -81,9 +81,10 @@ def test_logs_show_progress_and_benchmarks_exist(finished):
 def test_claims_and_figures(finished):
     claims = pd.read_parquet(finished / CLAIMS)
     assert list(claims.columns) == CLAIM_COLUMNS
-    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", "4e", "4e+"]
+    lr_claims = ["4e.small_similar", "4e.large_similar", "4e.small_dissimilar", "4e.large_dissimilar", "4e+"]
+    assert claims["claim_id"].tolist() == ["4a", "4b", "4c", "4d", *lr_claims]
     assert set(claims["verdict"]) | set(claims["replication_verdict"]) <= set(VERDICTS)
-    for claim_id in ("4e", "4e+"):  # smoke's curve has one point (0.1): no factor-1 arm
+    for claim_id in lr_claims:  # smoke's curve has one point (0.1): no factor-1 arm
         assert claims.set_index("claim_id").loc[claim_id, "verdict"] == "not_measured"
     # the smoke config's replication block (seeds 2, 3) decides 4a-4d again
     assert (claims.loc[claims["claim_id"].isin(["4a", "4b", "4c", "4d"]), "replication_n_seeds"] == 2).all()

@@ -129,7 +129,7 @@ def test_report_has_a_question_4_section(workdir):
     section = html[html.index("id='finetune'") : html.index("id='times'")]
     claims = pd.read_parquet(workdir / "results/tables/claims.parquet")
     claims = claims[claims["question"] == "finetune"]
-    assert list(claims["claim_id"]) == ["4a", "4b", "4c", "4d", "4e", "4e+"]
+    assert list(claims["claim_id"]) == [claim.claim_id for claim in FINETUNE_CLAIMS]
     for claim_id in claims["claim_id"]:
         assert f'id="claim-{claim_id}"' in section, claim_id  # full claim rows in the section
         assert f'href="#claim-{claim_id}"' in html, claim_id  # and in the overview at the top
