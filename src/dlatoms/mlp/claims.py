@@ -122,11 +122,19 @@ def arm_summaries(
         if blocks is not None:
             table = table[table["seed"].isin(list(blocks.get(question, {}).get("discovery", [])))]
         keys = ["arm", "layer"] if "layer" in table.columns else ["arm"]
+        # a measure a layer does not have in any arm (the output layer's cka_step) is no row; a measure
+        # left out for one arm (its runs diverged) stays, with n_seeds 0
+        absent = set()
+        if "layer" in table.columns:
+            for layer, part in table.groupby("layer", sort=True):
+                absent |= {
+                    (layer, n) for n in names if n in part and not np.isfinite(part[n].to_numpy(float)).any()
+                }
         for key, group in table.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             for name in (n for n in names if n in group.columns):
-                if not np.isfinite(group[name].to_numpy(dtype=np.float64)).any():
-                    continue  # a measure this arm or layer does not have (the output layer's cka_step)
+                if len(key) > 1 and (key[1], name) in absent:
+                    continue
                 tag = "/".join(str(k) for k in (question, *key, name))
                 interval = bootstrap_mean(group[name].to_numpy(dtype=np.float64), bootstrap, tag)
                 rows.append(
