@@ -189,6 +189,12 @@ def _claim_row(**values) -> dict:
         "rule": "r",
         "detail": "d",
         "replication_detail": "rd",
+        "top_rival": "",
+        "top_rival_statistic": float("nan"),
+        "top_rival_ci_low": float("nan"),
+        "top_rival_ci_high": float("nan"),
+        "beaten": False,
+        "n_tests": 6,
     }
     return {**row, **values}
 
@@ -219,8 +225,9 @@ def test_overview_counts_findings_and_checks_apart_and_states_the_intervals():
         "1 of 2 measured findings reach the same verdict" in html
         and "1b (contradicted → inconclusive)" in html
     )
-    assert "1 of 2 measured findings keep their verdict" in html
+    assert "1 of 2 findings with a decisive verdict (supported or contradicted) keep it" in html
     assert "6 intervals" in html and "not adjusted for multiple comparisons" in html
+    assert "rest on 18 tests" in html  # n_tests summed over the claims (6 each)
     assert (
         html.index('href="#claim-1b"') < html.index("Checks of the pipeline") < html.index('href="#claim-3z"')
     )
@@ -263,7 +270,8 @@ def test_claims_are_byte_identical_when_recomputed(workdir, tmp_path):
     }
     for name in ("layers_metrics", "layers_weights", "regularization_metrics", "regularization_weights"):
         inputs[name] = str(tables / f"{name}.parquet")
-    inputs["regularization_units"] = str(tables / "regularization_units.parquet")
+    for name in ("layers_units", "regularization_units"):  # every raw table the rule reads (2c: layers_units)
+        inputs[name] = str(tables / f"{name}.parquet")
     outputs = {"claims": "mlp_claims.parquet", "summaries": "arm_summaries.parquet"}
     blocks = {
         q: {"discovery": config[q]["seeds"], "replication": config[q]["replication_seeds"]}
