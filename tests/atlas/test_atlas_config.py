@@ -80,7 +80,9 @@ def test_question_axes_add_an_axis_or_replace_shared_values_for_one_question(def
         atlas.Plan.from_config(config).specs(config, "layers", "lr-0.01")
     assert atlas.axis_columns(config) == ["training.lr", "network.hidden_sizes"]
     base = atlas.base_values(config)
-    assert base["init"] == {"network.hidden_sizes": "100x100"} and base["layers"] == {}
+    # the fixed axis columns, and the keys claims' applies_when names (1d, 1g: network.activation)
+    assert base["init"] == {"network.hidden_sizes": "100x100", "network.activation": "sigmoid"}
+    assert base["layers"] == {"network.activation": "sigmoid"}
     expected = {"training.lr": [0.03], "network.hidden_sizes": ["4x4x4", "8x8x8"]}
     assert atlas.figure_axes(config, "layers") == expected
 

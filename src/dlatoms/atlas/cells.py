@@ -14,9 +14,12 @@ from typing import Any
 import pandas as pd
 
 from dlatoms.core.stats import BootstrapSpec
+from dlatoms.core.verdicts import NOT_APPLICABLE
 from dlatoms.mlp.claim_context import ClaimTables
 from dlatoms.mlp.claims import CLAIMS, evaluate_claims
 from dlatoms.mlp.measures import AnalysisSpec
+
+CLAIMS_BY_ID = {claim.claim_id: claim for claim in CLAIMS}
 
 # The atlas table's columns around the axis columns (one per axis key, between `condition` and `kind`).
 KEY_COLUMNS = ["claim_id", "question", "condition"]
@@ -60,7 +63,9 @@ def atlas_table(
     """The atlas table: every cell's rows, one column per axis in `columns` order.
 
     A question that does not vary an axis gets its fixed value there (`base[question][axis]`), so every row
-    says the whole setting it was decided at.
+    says the whole setting it was decided at. A claim whose `applies_when` excludes the row's setting (its
+    axis values, and `base[question]` for keys the atlas does not vary) gets the verdict not_applicable; its
+    measured statistic and interval stay, and the detail starts with the reason.
     """
     frames = []
     for cell in cells:
@@ -69,8 +74,30 @@ def atlas_table(
         for key in columns:
             if key not in cell.columns:
                 cell[key] = base.get(question, {}).get(key)
-        frames.append(cell[[*KEY_COLUMNS, *columns, *RESULT_COLUMNS]])
+        frames.append(mark_inapplicable(cell[[*KEY_COLUMNS, *columns, *RESULT_COLUMNS]], columns, base))
     if not frames:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *columns, *RESULT_COLUMNS])
     frame = pd.concat(frames, ignore_index=True)
     return frame.astype({"n_seeds": "int64"})
+
+
+def applicability_keys() -> list[str]:
+    """Every dotted config key some claim's `applies_when` names (the atlas's base values include them)."""
+    return list(dict.fromkeys(key for claim in CLAIMS for key in claim.applies_when))
+
+
+def mark_inapplicable(
+    cell: pd.DataFrame, columns: Sequence[str], base: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """`cell` with not_applicable verdicts where a claim's `applies_when` excludes the row's setting."""
+    cell = cell.copy()
+    for index, row in cell.iterrows():
+        claim = CLAIMS_BY_ID.get(str(row["claim_id"]))
+        if claim is None or not claim.applies_when:
+            continue
+        setting = {**base.get(str(row["question"]), {}), **{key: row[key] for key in columns}}
+        reason = claim.inapplicable(setting)
+        if reason:
+            cell.loc[index, "verdict"] = NOT_APPLICABLE
+            cell.loc[index, "detail"] = f"{reason} Measured all the same: {row['detail']}"
+    return cell

@@ -178,13 +178,17 @@ def axis_columns(config: Mapping) -> list[str]:
 
 
 def base_values(config: Mapping) -> dict[str, dict[str, Any]]:
-    """Per question, the value of every axis column it does not vary (its own config's, or the default)."""
+    """Per question, the value of every axis column it does not vary (its own config's, or the default), and
+    of every key a claim's `applies_when` names (the atlas marks a claim not_applicable from them)."""
+    from dlatoms.atlas.cells import applicability_keys  # the claims registry: imported when used
+
     defaults = {"network.activation": "sigmoid", "training.sampling": "without_replacement"}
+    keys = list(dict.fromkeys([*axis_columns(config), *applicability_keys()]))
     result = {}
     for question in atlas_questions(config):
         own = question_axes(config, question)
         values = {}
-        for key in axis_columns(config):
+        for key in keys:
             if key in own:
                 continue
             part, name = key.split(".", 1)

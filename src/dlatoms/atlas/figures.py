@@ -24,15 +24,15 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 # Imported first so that questions 1-3's own figures register (and are listed) before their verdict maps.
 import dlatoms.mlp.figures  # noqa: E402, F401
-from dlatoms.atlas.report import ATLAS_QUESTIONS, condition_table, fmt_value  # noqa: E402
+from dlatoms.atlas.report import ATLAS_QUESTIONS, ATLAS_VERDICTS, condition_table, fmt_value  # noqa: E402
 from dlatoms.core.figures import FigureSettings, register_figure, registered_figures  # noqa: E402
 from dlatoms.core.report import VERDICT_COLORS, fmt_number  # noqa: E402
-from dlatoms.core.verdicts import CHECK, NOT_MEASURED, VERDICTS  # noqa: E402
+from dlatoms.core.verdicts import CHECK, NOT_APPLICABLE, NOT_MEASURED  # noqa: E402
 
 MAX_TEXT_ROWS = 60  # more conditions than this: no statistic in the cells (it would not be legible)
 MAX_TICK_LABELS = 60  # more conditions than this: label every k-th row only
 NOT_MEASURED_HATCH = "///"
-_CODE = {verdict: i for i, verdict in enumerate(VERDICTS)}
+_CODE = {verdict: i for i, verdict in enumerate(ATLAS_VERDICTS)}
 
 
 def _axes_option(question: str):
@@ -96,12 +96,12 @@ def draw_verdict_map(
         figsize=(label_width + 0.75 * n_cols + 2.2, 1.8 + row_height * n_rows), layout="constrained"
     )
     # white: a claim without a row in a condition
-    cmap = ListedColormap([VERDICT_COLORS[v] for v in VERDICTS]).with_extremes(bad="white")
+    cmap = ListedColormap([VERDICT_COLORS[v] for v in ATLAS_VERDICTS]).with_extremes(bad="white")
     ax.pcolormesh(
         np.ma.masked_invalid(codes),
         cmap=cmap,
         vmin=-0.5,
-        vmax=len(VERDICTS) - 0.5,
+        vmax=len(ATLAS_VERDICTS) - 0.5,
         edgecolors="white",
         linewidth=0.5 if text else 0.0,
     )
@@ -118,11 +118,11 @@ def draw_verdict_map(
         )
     if text:
         for i, j in np.argwhere(~np.isnan(codes)):
-            verdict = VERDICTS[int(codes[i, j])]
+            verdict = ATLAS_VERDICTS[int(codes[i, j])]
             ax.text(
                 j + 0.5,
                 i + 0.5,
-                fmt_number(statistics[i, j]),
+                "n/a" if verdict == NOT_APPLICABLE else fmt_number(statistics[i, j]),
                 ha="center",
                 va="center",
                 fontsize=7,
@@ -147,7 +147,7 @@ def draw_verdict_map(
     ylabel = " · ".join(varied) if varied else "condition"
     ax.set_ylabel(ylabel + ("" if step == 1 else f"\n(one label every {step} conditions)"))
 
-    counts = pd.Series(codes[~np.isnan(codes)]).map(dict(enumerate(VERDICTS))).value_counts()
+    counts = pd.Series(codes[~np.isnan(codes)]).map(dict(enumerate(ATLAS_VERDICTS))).value_counts()
     handles = [
         Patch(
             facecolor=VERDICT_COLORS[v],
@@ -155,7 +155,8 @@ def draw_verdict_map(
             hatch=NOT_MEASURED_HATCH if v == NOT_MEASURED else None,
             label=f"{v.replace('_', ' ')} ({int(counts.get(v, 0))})",
         )
-        for v in VERDICTS
+        for v in ATLAS_VERDICTS
+        if v != NOT_APPLICABLE or counts.get(v, 0)
     ]
     missing = int(np.isnan(codes).sum())
     if missing:

@@ -17,7 +17,10 @@ import pandas as pd
 from markupsafe import Markup
 
 from dlatoms.core.report import Block, Figure, Heading, Paragraph, Section, Table, bold, code, markup
-from dlatoms.core.verdicts import CHECK, NOT_MEASURED, VERDICTS
+from dlatoms.core.verdicts import CHECK, NOT_APPLICABLE, NOT_MEASURED, VERDICTS
+
+# The verdicts an atlas cell can have: the main table's, and not_applicable outside a claim's applies_when.
+ATLAS_VERDICTS = (*VERDICTS, NOT_APPLICABLE)
 
 # The questions the atlas covers, in report order, with the number the report gives each.
 ATLAS_QUESTIONS = {"init": 1, "layers": 2, "regularization": 3}
@@ -29,8 +32,9 @@ SHARE_COLUMNS = [
     "claim_id",
     "kind",
     "n_conditions",
-    *[f"n_{v}" for v in VERDICTS],
-    *[f"share_{v}" for v in VERDICTS],
+    "n_applicable",
+    *[f"n_{v}" for v in ATLAS_VERDICTS],
+    *[f"share_{v}" for v in ATLAS_VERDICTS],
 ]
 BREAK_COLUMNS = [
     "question",
@@ -113,9 +117,9 @@ def condition_table(frame: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> pd.D
 
 
 def _check_table(frame: pd.DataFrame) -> None:
-    unknown = sorted(set(frame["verdict"]) - set(VERDICTS))
+    unknown = sorted(set(frame["verdict"]) - set(ATLAS_VERDICTS))
     if unknown:
-        raise ValueError(f"the atlas table has unknown verdict(s) {unknown}; known: {list(VERDICTS)}")
+        raise ValueError(f"the atlas table has unknown verdict(s) {unknown}; known: {list(ATLAS_VERDICTS)}")
     twice = frame.duplicated(["question", "claim_id", "condition"])
     if twice.any():
         row = frame[twice].iloc[0]
@@ -128,18 +132,22 @@ def _check_table(frame: pd.DataFrame) -> None:
 def verdict_shares(frame: pd.DataFrame) -> pd.DataFrame:
     """Per claim (in table order): how many conditions reached each verdict, and what share.
 
-    Columns: question, claim_id, kind, n_conditions, n_<verdict> (count of conditions) and share_<verdict>
-    (count / n_conditions) for each verdict in VERDICTS order; the shares of a claim sum to 1.
+    Columns: question, claim_id, kind, n_conditions, n_applicable (conditions where the claim applies),
+    n_<verdict> (count of conditions) for each verdict in ATLAS_VERDICTS order, and share_<verdict>: for the
+    main table's verdicts, count / n_applicable (they sum to 1 when any condition applies), for
+    not_applicable, its count / n_conditions (counted apart).
     """
     _check_table(frame)
     rows = []
     for (question, claim_id), part in frame.groupby(["question", "claim_id"], sort=False):
         counts = part["verdict"].value_counts()
         total = len(part)
+        applicable = total - int(counts.get(NOT_APPLICABLE, 0))
         row = {"question": question, "claim_id": claim_id, "kind": part["kind"].iloc[0]}
-        row["n_conditions"] = total
-        row |= {f"n_{v}": int(counts.get(v, 0)) for v in VERDICTS}
-        row |= {f"share_{v}": counts.get(v, 0) / total for v in VERDICTS}
+        row["n_conditions"], row["n_applicable"] = total, applicable
+        row |= {f"n_{v}": int(counts.get(v, 0)) for v in ATLAS_VERDICTS}
+        row |= {f"share_{v}": counts.get(v, 0) / applicable if applicable else 0.0 for v in VERDICTS}
+        row[f"share_{NOT_APPLICABLE}"] = counts.get(NOT_APPLICABLE, 0) / total
         rows.append(row)
     return pd.DataFrame(rows, columns=SHARE_COLUMNS)
 
@@ -158,7 +166,8 @@ def _most_common(changes: pd.DataFrame) -> tuple[str, str, int]:
     """The most common (from, to) verdict change; ties go to the first in VERDICTS order."""
     counts = changes.groupby(["verdict_from", "verdict_to"]).size()
     (first, second), n = min(
-        counts.items(), key=lambda item: (-item[1], VERDICTS.index(item[0][0]), VERDICTS.index(item[0][1]))
+        counts.items(),
+        key=lambda item: (-item[1], ATLAS_VERDICTS.index(item[0][0]), ATLAS_VERDICTS.index(item[0][1])),
     )
     return str(first), str(second), int(n)
 
@@ -167,10 +176,11 @@ def where_it_breaks(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
     """Per claim, axis and pair of adjacent axis values: how often the verdict changes between them.
 
     A pair is two conditions that differ only in `axis`, one at `from_value` and one at the next value in
-    config order, `to_value`. Columns: question, claim_id, axis, from_value, to_value, n_pairs (such pairs
-    in the table), n_changed (pairs whose two verdicts differ), change_from -> change_to (the most common
-    change, verdict at from_value -> verdict at to_value; "" when none changed) and n_change (its pairs).
-    An axis with one value has no pairs, hence no rows.
+    config order, `to_value`, where the claim applies in both (a pair with a not_applicable cell compares
+    two questions, not two answers: it is left out). Columns: question, claim_id, axis, from_value,
+    to_value, n_pairs (such pairs in the table), n_changed (pairs whose two verdicts differ), change_from ->
+    change_to (the most common change, verdict at from_value -> verdict at to_value; "" when none changed)
+    and n_change (its pairs). An axis with one value has no pairs, hence no rows.
     """
     rows = []
     for question, axes_q, cells in _cells(frame, axes):
@@ -183,6 +193,9 @@ def where_it_breaks(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
                     pairs = low[[*others, "verdict"]].merge(
                         high[[*others, "verdict"]], suffixes=("_from", "_to"), **how
                     )
+                    pairs = pairs[
+                        (pairs["verdict_from"] != NOT_APPLICABLE) & (pairs["verdict_to"] != NOT_APPLICABLE)
+                    ]
                     changed = pairs[pairs["verdict_from"] != pairs["verdict_to"]]
                     change = _most_common(changed) if len(changed) else ("", "", 0)
                     rows.append(
@@ -236,15 +249,20 @@ def _word(verdict: str) -> str:
 
 
 def _share_text(share: pd.Series) -> str:
-    """ "supported in 18 of 24 conditions (75%), inconclusive in 6 (25%)"."""
+    """ "supported in 18 of 24 conditions (75%), inconclusive in 6 (25%)"; with conditions where the claim
+    does not apply: "not applicable in 8 of 24 conditions; of the other 16: supported in 12 (75%), ..."."""
     parts = []
+    applicable, total = int(share["n_applicable"]), int(share["n_conditions"])
     for verdict in VERDICTS:
         n = int(share[f"n_{verdict}"])
         if not n:
             continue
-        of = f" of {int(share['n_conditions'])} conditions" if not parts else ""
+        of = f" of {applicable} conditions" if not parts and applicable == total else ""
         parts.append(f"{_word(verdict)} in {n}{of} ({share[f'share_{verdict}']:.0%})")
-    return ", ".join(parts)
+    if applicable == total:
+        return ", ".join(parts)
+    head = f"not applicable in {total - applicable} of {total} conditions"
+    return f"{head}; of the other {applicable}: " + ", ".join(parts) if parts else head
 
 
 def _holds_text(holds: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
@@ -254,7 +272,7 @@ def _holds_text(holds: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
         return Markup("No axis value has the same verdict in all its conditions.")
     order = {axis: i for i, axis in enumerate(axes_q)}
     per_verdict = []
-    for verdict in VERDICTS:
+    for verdict in ATLAS_VERDICTS:
         part = holds[holds["verdict"] == verdict]
         if part.empty:
             continue
@@ -320,7 +338,9 @@ def claim_paragraph(
     total = int(share["n_conditions"])
     if share[f"n_{NOT_MEASURED}"] == total:
         return Paragraph(markup("{}{}: not measured in any of the {} conditions.", claim, kind, total))
-    uniform = [v for v in VERDICTS if share[f"n_{v}"] == total]
+    if share[f"n_{NOT_APPLICABLE}"] == total:
+        return Paragraph(markup("{}{}: not applicable in any of the {} conditions.", claim, kind, total))
+    uniform = [v for v in ATLAS_VERDICTS if share[f"n_{v}"] == total]
     if uniform:
         return Paragraph(markup("{}{}: {} in all {} conditions.", claim, kind, _word(uniform[0]), total))
     parts = [markup("{}{}: {}.", claim, kind, _share_text(share))]
@@ -337,11 +357,14 @@ def shares_table(shares: pd.DataFrame) -> Table:
             str(row["claim_id"]),
             str(row["kind"]),
             str(int(row["n_conditions"])),
-            *[f"{int(row[f'n_{v}'])} ({row[f'share_{v}']:.0%})" if row[f"n_{v}"] else "0" for v in VERDICTS],
+            *[
+                f"{int(row[f'n_{v}'])} ({row[f'share_{v}']:.0%})" if row[f"n_{v}"] else "0"
+                for v in ATLAS_VERDICTS
+            ],
         ]
         for _, row in shares.iterrows()
     ]
-    headers = ["claim", "kind", "conditions", *[_word(v) for v in VERDICTS]]
+    headers = ["claim", "kind", "conditions", *[_word(v) for v in ATLAS_VERDICTS]]
     return Table(headers, rows, numeric=range(2, len(headers)))
 
 

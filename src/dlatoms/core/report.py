@@ -24,6 +24,7 @@ VERDICT_COLORS = {  # Okabe-Ito: distinguishable with colour-blindness; the word
     "contradicted": "#D55E00",
     "inconclusive": "#6b6b6b",
     "not_measured": "#999999",
+    "not_applicable": "#e6e6e6",  # the verdict atlas only: the claim's question is not defined there
 }
 
 Text = str | Markup  # a str is escaped by the template; Markup is trusted inline markup

@@ -43,6 +43,9 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = (
     "not_measured",
 )
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
+# The verdict of a claim in a setting outside its `applies_when` (the verdict atlas): the question it asks
+# is not defined there, so no verdict of VERDICTS is given.
+NOT_APPLICABLE = "not_applicable"
 FINDING, CHECK = "finding", "check"
 KINDS = (FINDING, CHECK)
 DISCOVERY, REPLICATION = "discovery", "replication"
@@ -227,6 +230,9 @@ class Claim(Generic[ContextT]):
 
     `thresholds` names the analysis settings (margins included) its verdict depends on: the sensitivity grid
     varies exactly these. Texts may hold `LEVEL`, replaced by the confidence level when the claim is judged.
+    `applies_when` maps dotted config keys of the claim's question (`network.activation`) to the values at
+    which the question the claim asks is defined, `applies_because` says why in one line; a setting outside
+    them gets NOT_APPLICABLE (the verdict atlas, `applicability`). Empty: the claim applies everywhere.
     """
 
     claim_id: str
@@ -238,10 +244,30 @@ class Claim(Generic[ContextT]):
     evaluate: Callable[[ContextT], Outcome] = field(repr=False)
     thresholds: tuple[str, ...] = ()
     kind: str = FINDING
+    applies_when: Mapping[str, tuple] = field(default_factory=dict, hash=False)
+    applies_because: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"claim {self.claim_id}: kind {self.kind!r} is not one of {KINDS}")
+        if bool(self.applies_when) != bool(self.applies_because):
+            raise ValueError(f"claim {self.claim_id}: applies_when needs its one-line reason applies_because")
+
+    def inapplicable(self, setting: Mapping[str, object]) -> str:
+        """Why the claim is not applicable at `setting` (dotted key -> value), "" when it applies.
+
+        A key the setting does not hold counts as applicable (nothing says it is outside).
+        """
+        outside = [
+            f"{key} = {setting[key]}"
+            for key, values in self.applies_when.items()
+            if key in setting and not any(_same_value(setting[key], v) for v in values)
+        ]
+        if not outside:
+            return ""
+        allowed = "; ".join(f"{key} in {list(values)}" for key, values in self.applies_when.items())
+        where = ", ".join(outside)
+        return f"Not applicable at {where}: the claim is defined where {allowed} ({self.applies_because})."
 
     def outcome(self, context: ContextT) -> Outcome:
         """The evaluator's outcome, or not_measured with the reason when something it needs is missing."""
@@ -252,6 +278,14 @@ class Claim(Generic[ContextT]):
 
     def text(self, text: str, level: str) -> str:
         return text.replace(LEVEL, level)
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Equal config values; numbers within rounding (a value read back from parquet equals its config's)."""
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool | np.bool_):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return str(a) == str(b)
 
 
 # ---------------------------------------------------------------------------------------------- judging

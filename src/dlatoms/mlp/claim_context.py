@@ -296,6 +296,20 @@ def make_claim(
     evaluate: Callable[[Context], Outcome],
     thresholds: Sequence[str],
     kind: str = FINDING,
+    applies_when: Mapping[str, Sequence] | None = None,
+    applies_because: str = "",
 ) -> Claim[Context]:
     """A claim of questions 1-3 (the fields of `Claim`, in its order)."""
-    return Claim(claim_id, question, statement, reference, measure, rule, evaluate, tuple(thresholds), kind)
+    return Claim(
+        claim_id,
+        question,
+        statement,
+        reference,
+        measure,
+        rule,
+        evaluate,
+        tuple(thresholds),
+        kind,
+        {key: tuple(values) for key, values in (applies_when or {}).items()},
+        applies_because,
+    )

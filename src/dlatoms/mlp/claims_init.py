@@ -361,6 +361,10 @@ INIT_CLAIMS: tuple[Claim[Context], ...] = (
         + exceeds_rule("the accuracy above chance", "trained_margin"),
         _zeros_trains,
         ["trained_margin"],
+        applies_when={"network.activation": ["sigmoid"]},
+        applies_because="with zero weights every hidden output is tanh(0) = relu(0) = 0, so no gradient "
+        "reaches any weight and only the output bias can train: the question whether it eventually trains "
+        "is asked of sigmoid, whose zero-weight outputs are 0.5",
     ),
     make_claim(
         "1e",
@@ -430,6 +434,9 @@ INIT_CLAIMS: tuple[Claim[Context], ...] = (
         "trained_margin; contradicted when either lies below its margin; otherwise inconclusive.",
         _ones_saturates,
         ["saturation_gap", "trained_margin"],
+        applies_when={"network.activation": ["sigmoid", "tanh"]},
+        applies_because="saturation is a bounded activation's flat tails; under relu the measure counts "
+        "dead (zero) outputs instead, another construct",
     ),
     make_claim(
         "1h",
