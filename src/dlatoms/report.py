@@ -166,6 +166,10 @@ def build_page(inputs: ReportInputs) -> Page:
                 int(inputs.settings["atlas_seeds"]),
                 # the cells' level, when no multiplicity adjustment changed it
                 inputs.confidence if analysis.get("adjust", "none") == "none" else None,
+                chance={
+                    **inputs.settings.get("atlas_chance", {"simulations": 2000, "quantile": 0.95, "seed": 0}),
+                    "confidence": float(analysis["confidence"]),
+                },
             )
         )
     rows = [[r.rule, r.job, fmt_number(r.seconds, 2)] for r in inputs.benchmarks.itertuples()]

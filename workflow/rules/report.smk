@@ -59,6 +59,7 @@ REPORT_SETTINGS = {
         q: atlas_cfg.figure_axes(config, q) for q in atlas_cfg.atlas_questions(config)
     },
     "atlas_seeds": atlas_cfg.seeds_per_cell(config),
+    "atlas_chance": atlas_cfg.chance_settings(config),
     "finetune_comparisons": {
         entry["label"]: {
             "summary": f"compare_{i}_summary",

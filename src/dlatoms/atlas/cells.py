@@ -8,22 +8,45 @@ main claims table does both at the configured setting, the atlas varies the trai
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from dlatoms.core.stats import BootstrapSpec
-from dlatoms.core.verdicts import NOT_APPLICABLE
+from dlatoms.core.verdicts import NOT_APPLICABLE, Outcome, Test
 from dlatoms.mlp.claim_context import ClaimTables
 from dlatoms.mlp.claims import CLAIMS, evaluate_claims
 from dlatoms.mlp.measures import AnalysisSpec
 
 CLAIMS_BY_ID = {claim.claim_id: claim for claim in CLAIMS}
+TEST_FIELDS = ("label", "estimate", "low", "high", "n_seeds", "margin", "above")
+
+
+def tests_json(tests: Sequence[Test]) -> str:
+    """A cell's tests as JSON (column `tests`): one [label, estimate, low, high, n_seeds, margin, above] each.
+
+    The chance simulation of the atlas report (dlatoms.atlas.chance) redraws each test's interval from them.
+    """
+    return json.dumps(
+        [
+            [t.label, _num(t.interval.estimate), _num(t.interval.low), _num(t.interval.high)]
+            + [int(t.interval.n_seeds), _num(t.margin), bool(t.above)]
+            for t in tests
+        ]
+    )
+
+
+def _num(value: float) -> float | None:
+    """A float for JSON: NaN and infinities become null."""
+    return float(value) if math.isfinite(value) else None
+
 
 # The atlas table's columns around the axis columns (one per axis key, between `condition` and `kind`).
 KEY_COLUMNS = ["claim_id", "question", "condition"]
-RESULT_COLUMNS = ["kind", "statistic", "ci_low", "ci_high", "margin", "verdict", "n_seeds", "detail"]
+RESULT_COLUMNS = ["kind", "statistic", "ci_low", "ci_high", "margin", "verdict", "n_seeds", "detail", "tests"]
 
 
 def decide_cell(
@@ -41,6 +64,7 @@ def decide_cell(
     spec, bootstrap = AnalysisSpec.from_params(analysis), BootstrapSpec.from_params(analysis)
     claims = [c for c in CLAIMS if c.question == question]
     blocks = {question: {"discovery": list(seeds), "replication": []}}
+    outcomes: dict[str, Outcome] = {}
     table = evaluate_claims(
         ClaimTables(**{question: measures}),
         blocks,
@@ -49,7 +73,9 @@ def decide_cell(
         factors=(1.0,),
         adjust=str(analysis.get("adjust", "none")),
         claims=claims,
+        record=outcomes,
     )
+    table["tests"] = [tests_json(outcomes[claim_id].tests) for claim_id in table["claim_id"]]
     frame = table[["claim_id", "question", *RESULT_COLUMNS]].copy()
     frame.insert(2, "condition", condition)
     for i, (key, value) in enumerate(labels.items()):
@@ -74,6 +100,8 @@ def atlas_table(
         for key in columns:
             if key not in cell.columns:
                 cell[key] = base.get(question, {}).get(key)
+        if "tests" not in cell.columns:  # decided before the tests were kept: no chance simulation for it
+            cell["tests"] = "[]"
         frames.append(mark_inapplicable(cell[[*KEY_COLUMNS, *columns, *RESULT_COLUMNS]], columns, base))
     if not frames:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *columns, *RESULT_COLUMNS])

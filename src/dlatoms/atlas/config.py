@@ -56,6 +56,17 @@ def atlas_questions(config: Mapping) -> list[str]:
     return [q for q in MLP_QUESTIONS if q in wanted]
 
 
+def chance_settings(config: Mapping) -> dict:
+    """What chance alone would do (dlatoms.atlas.chance): `atlas.chance_simulations`, `atlas.chance_quantile`
+    and the seed, `analysis.bootstrap_seed`."""
+    settings = atlas_settings(config)
+    return {
+        "simulations": int(settings.get("chance_simulations", 2000)),
+        "quantile": float(settings.get("chance_quantile", 0.95)),
+        "seed": int(config.get("analysis", {}).get("bootstrap_seed", 0)),
+    }
+
+
 def seeds_per_cell(config: Mapping) -> int:
     """`atlas.seeds`: how many seeds each cell trains (10 unless set)."""
     return int(atlas_settings(config).get("seeds", 10))

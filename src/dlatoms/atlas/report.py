@@ -13,6 +13,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
@@ -287,7 +288,29 @@ def _holds_text(holds: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
     return markup("Same verdict in every condition with a given value: {}.", Markup("; ").join(per_verdict))
 
 
-def _breaks_text(breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup:
+def _chance_note(row, chance: pd.DataFrame | None) -> Markup:
+    """ "; chance alone: 1.2 expected, at most 3 in 95% of simulations: a breakpoint" for one pair row."""
+    if chance is None or chance.empty:
+        return Markup("")
+    same_from = np.array([_same(v, row.from_value) for v in chance["from_value"]], dtype=bool)
+    same_to = np.array([_same(v, row.to_value) for v in chance["to_value"]], dtype=bool)
+    match = chance[(chance["axis"] == row.axis).to_numpy() & same_from & same_to]
+    if match.empty:
+        return Markup("")
+    c = match.iloc[0]
+    called = "a breakpoint" if c["breakpoint"] else "within what chance alone gives: no breakpoint"
+    return markup(
+        "; chance alone: {:.1f} expected, at most {:g} in {} of simulations: {}",
+        float(c["expected_changed"]),
+        float(c["chance_upper"]),
+        f"{float(c['quantile']):.0%}",
+        called,
+    )
+
+
+def _breaks_text(
+    breaks: pd.DataFrame, axes_q: Mapping[str, Sequence], chance: pd.DataFrame | None = None
+) -> Markup:
     """ "The verdict changes between training.lr 0.003 and 0.01 in 5 of 6 pairs (all supported → ...)"."""
     changes, steady = [], []
     for axis in axes_q:
@@ -307,13 +330,14 @@ def _breaks_text(breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup
                 which = f"most often {change}: {row.n_change} of the {row.n_changed}"
             changes.append(
                 markup(
-                    "between {} {} and {} in {} of {} pairs ({})",
+                    "between {} {} and {} in {} of {} pairs ({}{})",
                     code(axis),
                     fmt_value(row.from_value),
                     fmt_value(row.to_value),
                     row.n_changed,
                     row.n_pairs,
                     which,
+                    _chance_note(row, chance),
                 )
             )
     sentences = []
@@ -329,10 +353,33 @@ def _breaks_text(breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> Markup
     return Markup(" ").join(sentences)
 
 
+def _chance_total(total: pd.Series | None) -> Markup:
+    """The claim's changes between adjacent conditions against what chance alone would give."""
+    if total is None or not int(total["n_pairs"]):
+        return Markup("")
+    return markup(
+        "Over its {} pairs of adjacent conditions the verdict changes in {}; if the claim's true effect were "
+        "the same in every condition, chance alone would change {:.1f} on average (at most {:g} in {} of "
+        "simulations); breakpoints called: {}.",
+        int(total["n_pairs"]),
+        int(total["n_changed"]),
+        float(total["expected_changed"]),
+        float(total["chance_upper"]),
+        f"{float(total['quantile']):.0%}",
+        int(total["n_breakpoints"]),
+    )
+
+
 def claim_paragraph(
-    share: pd.Series, holds: pd.DataFrame, breaks: pd.DataFrame, axes_q: Mapping[str, Sequence]
+    share: pd.Series,
+    holds: pd.DataFrame,
+    breaks: pd.DataFrame,
+    axes_q: Mapping[str, Sequence],
+    chance: pd.DataFrame | None = None,
+    chance_total: pd.Series | None = None,
 ) -> Paragraph:
-    """One claim across the conditions: its shares of verdicts, where one verdict holds, where it changes."""
+    """One claim across the conditions: its shares of verdicts, where one verdict holds, where it changes
+    (with what chance alone would give, when `chance` holds the claim's rows of chance_flips)."""
     claim = bold(share["claim_id"])
     kind = " (check of the pipeline)" if share["kind"] == CHECK else ""
     total = int(share["n_conditions"])
@@ -346,14 +393,19 @@ def claim_paragraph(
     parts = [markup("{}{}: {}.", claim, kind, _share_text(share))]
     if axes_q:
         parts.append(_holds_text(holds, axes_q))
-        parts.append(_breaks_text(breaks, axes_q))
+        parts.append(_breaks_text(breaks, axes_q, chance))
+        parts.append(_chance_total(chance_total))
     return Paragraph(Markup(" ").join(p for p in parts if p))
 
 
-def shares_table(shares: pd.DataFrame) -> Table:
-    """Claim, kind, conditions, then "count (share)" per verdict."""
-    rows = [
-        [
+def shares_table(shares: pd.DataFrame, chance: pd.DataFrame | None = None) -> Table:
+    """Claim, kind, conditions, then "count (share)" per verdict (shares of the applicable conditions; not
+    applicable: of all); with `chance` (chance_flips' claim rows), the changes between adjacent conditions
+    against the mean chance alone gives."""
+    totals = {} if chance is None else {r.claim_id: r for r in chance.itertuples()}
+    rows = []
+    for _, row in shares.iterrows():
+        cells = [
             str(row["claim_id"]),
             str(row["kind"]),
             str(int(row["n_conditions"])),
@@ -362,9 +414,17 @@ def shares_table(shares: pd.DataFrame) -> Table:
                 for v in ATLAS_VERDICTS
             ],
         ]
-        for _, row in shares.iterrows()
-    ]
+        if chance is not None:
+            t = totals.get(row["claim_id"])
+            cells.append(
+                f"{t.n_changed} of {t.n_pairs} (chance {t.expected_changed:.1f}; {t.n_breakpoints} called)"
+                if t is not None and t.n_pairs
+                else "no pairs"
+            )
+        rows.append(cells)
     headers = ["claim", "kind", "conditions", *[_word(v) for v in ATLAS_VERDICTS]]
+    if chance is not None:
+        headers.append("changes (chance alone; breakpoints)")
     return Table(headers, rows, numeric=range(2, len(headers)))
 
 
@@ -384,13 +444,35 @@ def _axes_text(axes_q: Mapping[str, Sequence], n_conditions: int) -> Markup:
     return text
 
 
-def method_paragraph(seeds: int, n_cells: int, confidence: str | None = None) -> Paragraph:
-    """How each cell of the atlas is decided, and what the atlas does not do."""
+def method_paragraph(
+    seeds: int, n_cells: int, confidence: str | None = None, chance: Mapping | None = None
+) -> Paragraph:
+    """How each cell of the atlas is decided, what the atlas does not do, and the chance rule."""
     level = (
-        f" Each cell's interval is a {confidence} interval, not adjusted across the atlas's {n_cells} cells."
+        f" Each cell's interval is a {confidence} interval, not adjusted across the atlas's {n_cells} cells "
+        f"({n_cells} decisions)."
         if confidence
         else ""
     )
+    level += (
+        " Not applicable: a claim outside the settings where its question is defined (its applies_when, "
+        "with the reason in the cell's detail) gets no verdict there; it is counted apart, the shares of "
+        "the other verdicts are of the conditions where it applies, and its pairs are not compared. The "
+        "atlas answers whether a claim holds for a network only within the grid's axes and values and at "
+        "this seed count: a setting outside the grid, or an effect smaller than the seeds can resolve, is "
+        "not covered."
+    )
+    if chance:
+        level += (
+            " What chance alone would do: with one true effect per claim in every condition where it "
+            "applies (each test's precision-weighted mean over the cells) and each cell's own spread (its "
+            "standard error read from its interval as a Student t interval, so the wider simultaneous "
+            "intervals of 'best' claims overstate the noise), "
+            f"{int(chance['simulations'])} simulations redraw every cell's tests and decide them by the "
+            "same rule; a change between adjacent values is called a breakpoint only where the observed "
+            f"number of changed pairs exceeds the {float(chance['quantile']):.0%} quantile of the "
+            "simulated numbers (the mean would be exceeded about half the time by chance alone)."
+        )
     return Paragraph(
         "Each cell of the atlas is one claim of questions 1–3 decided again in one training condition, by "
         "the same rule and margins as the main claims table, on the first "
@@ -421,15 +503,17 @@ def atlas_section(
     figures: Mapping[str, Figure],
     seeds: int,
     confidence: str | None = None,
+    chance: Mapping | None = None,
 ) -> Section:
     """The atlas section: method, then per question its verdict map, shares table and one line per claim.
 
     frame: the atlas table; axes: question -> {axis key -> values in config order}; figures: embedded
     figures by name (the report's ReportInputs.figures; atlas_<question> is shown when present); seeds:
-    the number of discovery seeds each cell is decided on; confidence: the level as printed ("95%").
-    A question without atlas rows is left out.
+    the number of discovery seeds each cell is decided on; confidence: the level as printed ("95%");
+    chance: {confidence (the cells' level, a number), simulations, quantile, seed} for what chance alone
+    would do (dlatoms.atlas.chance), None to leave it out. A question without atlas rows is left out.
     """
-    blocks: list[Block] = [method_paragraph(seeds, len(frame), confidence)]
+    blocks: list[Block] = [method_paragraph(seeds, len(frame), confidence, chance)]
     questions = [q for q in ATLAS_QUESTIONS if len(frame) and (frame["question"] == q).any()]
     if not questions:
         blocks.append(Paragraph("The atlas table has no rows: no condition was decided."))
@@ -438,6 +522,18 @@ def atlas_section(
     shares = verdict_shares(frame)
     holds = where_it_holds(frame, axes)
     breaks = where_it_breaks(frame, axes)
+    pairs = totals = None
+    if chance:
+        from dlatoms.atlas.chance import chance_flips  # it reads this module's helpers
+
+        pairs, totals = chance_flips(
+            frame,
+            axes,
+            float(chance["confidence"]),
+            int(chance["simulations"]),
+            float(chance["quantile"]),
+            int(chance["seed"]),
+        )
     for question in questions:
         part = frame[frame["question"] == question]
         axes_q = question_axes(axes, question)
@@ -449,16 +545,24 @@ def atlas_section(
             blocks.append(figure)
         q_shares = shares[shares["question"] == question]
         blocks.append(Heading("Conditions per verdict", 4))
-        blocks.append(shares_table(q_shares))
+        q_totals = None if totals is None else totals[totals["question"] == question]
+        blocks.append(shares_table(q_shares, q_totals))
         blocks.append(Heading("Per claim", 4))
         for _, share in q_shares.iterrows():
             claim = share["claim_id"]
+            mine_pairs = total = None
+            if pairs is not None and q_totals is not None:
+                mine_pairs = pairs[(pairs["question"] == question) & (pairs["claim_id"] == claim)]
+                matched = q_totals[q_totals["claim_id"] == claim]
+                total = matched.iloc[0] if len(matched) else None
             blocks.append(
                 claim_paragraph(
                     share,
                     holds[(holds["question"] == question) & (holds["claim_id"] == claim)],
                     breaks[(breaks["question"] == question) & (breaks["claim_id"] == claim)],
                     axes_q,
+                    mine_pairs,
+                    total,
                 )
             )
     return Section("atlas", "Verdict atlas (questions 1–3 across training conditions)", blocks)

@@ -363,13 +363,15 @@ def judge_claims(
     adjust: str = "none",
     suffix: Callable[[Claim[ContextT], Outcome, str], str] | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    record: dict[str, Outcome] | None = None,
 ) -> pd.DataFrame:
     """The claims table: each claim decided on discovery, on replication and over its threshold grid.
 
     `context(block, overrides, confidence)` builds the context (the question caches what it can); `base`
     holds the configured value of every threshold a claim names; `suffix(claim, outcome, block)` adds to a
     detail (e.g. the diverged runs of the arms it compared); `bounds` the open range of a threshold's values
-    (see `threshold_grid`).
+    (see `threshold_grid`); `record`, when given, receives each claim's discovery outcome by claim id (its
+    tests: the verdict atlas keeps them).
     """
     if adjust not in ADJUSTMENTS:
         raise ValueError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}")
@@ -391,6 +393,8 @@ def judge_claims(
         level = levels[claim.claim_id]
         found = outcome(claim, DISCOVERY, {}, level)
         again = outcome(claim, REPLICATION, {}, level)
+        if record is not None:
+            record[claim.claim_id] = found
         missing = [name for name in claim.thresholds if name not in base]
         if missing:
             raise KeyError(f"claim {claim.claim_id} names thresholds without a configured value: {missing}")

@@ -67,11 +67,13 @@ def evaluate_claims(
     factors: Sequence[float] = (0.5, 1.0, 2.0),
     adjust: str = "none",
     claims: Sequence[Claim[Context]] = CLAIMS,
+    record: dict[str, Outcome] | None = None,
 ) -> pd.DataFrame:
     """The claims table of questions 1-3: discovery and replication verdicts, robust share (judge_claims).
 
     `blocks[question]` maps "discovery" and "replication" to their seeds; a question without seeds in a
-    block leaves its claims not_measured there ("no replication seeds").
+    block leaves its claims not_measured there ("no replication seeds"). `record` receives each claim's
+    discovery outcome (see judge_claims).
     """
     contexts = ClaimContexts(tables, blocks, analysis, bootstrap)
 
@@ -88,6 +90,7 @@ def evaluate_claims(
         adjust,
         suffix,
         bounds=THRESHOLD_BOUNDS,
+        record=record,
     )
 
 
