@@ -12,6 +12,7 @@ render_report_job(
         **{key: inputs.get(key) for key in params.compare},
         "finetune_source": inputs.get("finetune_source"),
         "atlas_claims": inputs.get("atlas_claims"),
+        "atlas_base": inputs.get("atlas_base"),
         "rule_changes": inputs.get("rule_changes"),
     },
     figures=dict(zip(params.figure_names, inputs.figures, strict=True)),

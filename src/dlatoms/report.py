@@ -170,6 +170,7 @@ def build_page(inputs: ReportInputs) -> Page:
                     **inputs.settings.get("atlas_chance", {"simulations": 2000, "quantile": 0.95, "seed": 0}),
                     "confidence": float(analysis["confidence"]),
                 },
+                base=inputs.tables.get("atlas_base"),
             )
         )
     rows = [[r.rule, r.job, fmt_number(r.seconds, 2)] for r in inputs.benchmarks.itertuples()]

@@ -40,7 +40,8 @@ REGULARIZATION_DOWNSTREAM = {
     "plot_figure/regularization_accuracy",
     "plot_figure/regularization_summary",
 }
-CLAIMS_AND_REPORT = {"compute_claims", "collect_claims", "render_report", "all"}
+# reconcile_atlas_base reads the main claims: it reruns with them (the smoke config has an atlas)
+CLAIMS_AND_REPORT = {"compute_claims", "collect_claims", "reconcile_atlas_base", "render_report", "all"}
 FINETUNE_DOWNSTREAM = {
     "aggregate_finetune_tables",
     "compute_finetune_claims",
@@ -80,9 +81,14 @@ NEW_LR = [f"activation-{a}+loss-mse+lr-0.001" for a in ("sigmoid", "tanh")]  # t
 
 def atlas_rules(trained: bool = True) -> set[str]:
     """The atlas's rules that rerun when cells change (one table collects them: every map redraws)."""
-    return {"decide_atlas_question", "collect_atlas", *ATLAS_MAPS, "render_report", "all"} | (
-        {"train_atlas_condition"} if trained else set()
-    )
+    return {
+        "decide_atlas_question",
+        "collect_atlas",
+        "reconcile_atlas_base",
+        *ATLAS_MAPS,
+        "render_report",
+        "all",
+    } | ({"train_atlas_condition"} if trained else set())
 
 
 def atlas_jobs(*questions: str, conditions=ATLAS_CONDITIONS, trained: bool = True) -> set[tuple[str, str]]:

@@ -258,7 +258,7 @@ def test_a_style_edit_reruns_figures_and_report_only(workdir):
 def test_a_verdict_threshold_reruns_claims_and_report_only(workdir):
     rules = planned_rules(workdir, "trained_margin: 0.1", "trained_margin: 0.2")
     # and the atlas's decisions, its table and maps: its cells are decided with the same thresholds
-    atlas = {"decide_atlas_question", "collect_atlas", "plot_figure"}
+    atlas = {"decide_atlas_question", "collect_atlas", "reconcile_atlas_base", "plot_figure"}
     assert rules == {"compute_claims", "collect_claims", "render_report"} | atlas, rules
 
 

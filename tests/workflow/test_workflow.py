@@ -175,7 +175,12 @@ def test_the_atlas_table_has_every_cell_with_its_axis_values(smoke_workdir):
         "training.loss",
     ]
     assert {"statistic", "ci_low", "ci_high", "verdict", "n_seeds"} <= set(table.columns)
-    assert set(table["verdict"]) <= {"supported", "contradicted", "inconclusive", "not_measured"}
+    verdicts = {"supported", "contradicted", "inconclusive", "not_measured", "not_applicable"}
+    assert set(table["verdict"]) <= verdicts
+    # 1d asks whether constant 0 trains, defined for sigmoid only (applies_when): not applicable under tanh
+    d = table[table["claim_id"] == "1d"].set_index("network.activation")["verdict"]
+    assert set(d.loc["tanh"]) == {"not_applicable"} and "not_applicable" not in set(d.loc["sigmoid"])
+    assert table["tests"].map(lambda t: isinstance(t, str) and t.startswith("[")).all()
     claims = pd.read_parquet(smoke_workdir / "results/tables/claims.parquet")
     for question in QUESTIONS:
         mine = table[table["question"] == question]
@@ -200,6 +205,16 @@ def test_an_atlas_cell_at_the_base_setting_is_the_main_table_s_discovery_verdict
     # the other cells were trained at other settings: some statistic differs from the base cell's
     other = table[table["condition"] == "activation-tanh+loss-mse+lr-0.01"].set_index("claim_id")
     assert (other["statistic"] - cell["statistic"]).abs().max() > 1e-6
+
+
+def test_the_base_cell_table_matches_the_main_rule_on_the_same_seeds(smoke_workdir):
+    base = pd.read_parquet(smoke_workdir / "results/tables/atlas_base.parquet")
+    assert set(base["question"]) == set(QUESTIONS) and set(base["condition"]) == {ATLAS_BASE}
+    assert base["identical"].all(), base.loc[~base["identical"], "claim_id"].tolist()
+    html = (smoke_workdir / "results/report/index.html").read_text()
+    assert "The base cell against the main claims table" in html
+    assert f"for {len(base)} of {len(base)} claims" in html
+    assert "chance alone would change" in html and "breakpoints called" in html
 
 
 def test_the_report_has_the_atlas_section_and_its_maps(smoke_workdir):

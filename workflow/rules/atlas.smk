@@ -80,3 +80,38 @@ rule collect_atlas:
         base=atlas_cfg.base_values(config),
     script:
         "../../scripts/collect_atlas.py"
+
+
+rule reconcile_atlas_base:
+    input:
+        # what compute_claims reads, to decide the main table's claims again on the atlas's seeds
+        **{
+            f"{question}_measures": f"results/tables/{question}_measures.parquet"
+            for question in MLP_QUESTIONS
+        },
+        layers_metrics="results/tables/layers_metrics.parquet",
+        layers_weights="results/tables/layers_weights.parquet",
+        layers_units="results/tables/layers_units.parquet",
+        regularization_metrics="results/tables/regularization_metrics.parquet",
+        regularization_weights="results/tables/regularization_weights.parquet",
+        regularization_units="results/tables/regularization_units.parquet",
+        atlas="results/tables/atlas_claims.parquet",
+        main="results/tables/mlp_claims.parquet",
+    output:
+        base="results/tables/atlas_base.parquet",
+    log:
+        "logs/reconcile_atlas_base.log",
+    localrule: True
+    threads: 1
+    params:
+        seeds={
+            question: atlas_cfg.atlas_seeds(config, question)
+            for question in atlas_cfg.atlas_questions(config)
+        },
+        bases={
+            question: atlas_cfg.base_condition(config, question)
+            for question in atlas_cfg.atlas_questions(config)
+        },
+        analysis=config["analysis"],
+    script:
+        "../../scripts/reconcile_atlas_base.py"

@@ -78,7 +78,14 @@ REPORT_FINETUNE_SOURCE = (
 
 
 # The atlas's table, when the config has an atlas.
-REPORT_ATLAS = {"atlas_claims": "results/tables/atlas_claims.parquet"} if ATLAS else {}
+REPORT_ATLAS = (
+    {
+        "atlas_claims": "results/tables/atlas_claims.parquet",
+        "atlas_base": "results/tables/atlas_base.parquet",
+    }
+    if ATLAS
+    else {}
+)
 
 
 rule render_report:

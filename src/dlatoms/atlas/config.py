@@ -175,6 +175,23 @@ class Plan:
         return {c.name: c.labels for c in self.by_question.get(question, ())}
 
 
+def base_condition(config: Mapping, question: str) -> str | None:
+    """The name of the question's condition whose every axis value is the question's own config value (the
+    main claims table's setting), or None when the grid does not hold that setting."""
+    defaults = {"network.activation": "sigmoid", "training.loss": "mse"}
+    for condition in conditions(config, question):
+        same = True
+        for key, value in condition.values:
+            part, name = key.split(".", 1)
+            own = config[question].get(part, {}).get(name, defaults.get(key))
+            if table_value(own) != table_value(value):
+                same = False
+                break
+        if same:
+            return condition.name
+    return None
+
+
 def figure_axes(config: Mapping, question: str) -> dict[str, list]:
     """The question's axes with their values as the atlas table holds them, in config order."""
     return {key: [table_value(v) for v in values] for key, values in question_axes(config, question).items()}

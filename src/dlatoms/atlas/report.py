@@ -484,6 +484,55 @@ def method_paragraph(
     )
 
 
+def base_cell_blocks(base: pd.DataFrame) -> list[Block]:
+    """The base cells against the main table: same seeds (must be identical), then the full block."""
+    blocks: list[Block] = [Heading("The base cell against the main claims table", 4)]
+    if base.empty:
+        blocks.append(
+            Paragraph(
+                "No atlas condition has the main table's setting: the grid does not hold it.", note=True
+            )
+        )
+        return blocks
+    conditions = ", ".join(f"{q}: {c}" for q, c in base[["question", "condition"]].drop_duplicates().values)
+    n, same = len(base), int(base["identical"].sum())
+    atlas_seeds = sorted(set(base["atlas_n_seeds"]))
+    main_seeds = sorted(set(base["main_n_seeds"]))
+    text = markup(
+        "The atlas condition with the main table's setting ({}) is decided on the first {} discovery seeds; "
+        "the main table's rule on those same seeds gives the same verdict, statistic and interval for {} of "
+        "{} claims{}.",
+        conditions,
+        "/".join(str(s) for s in atlas_seeds),
+        same,
+        n,
+        markup(" (differ: {})", ", ".join(base.loc[~base["identical"], "claim_id"])) if same < n else "",
+    )
+    moved = base[base["same_seeds_verdict"] != base["main_verdict"]]
+    if len(moved):
+        text += (
+            markup(
+                " On its full discovery block ({} seeds) the main table reaches another verdict for {}: the "
+                "seed count, not the atlas, makes these differ.",
+                "/".join(str(s) for s in main_seeds),
+                ", ".join(
+                    f"{r.claim_id} ({_word(r.same_seeds_verdict)} at {r.same_seeds_n_seeds} seeds, "
+                    f"{_word(r.main_verdict)} at {r.main_n_seeds})"
+                    for r in moved.itertuples()
+                ),
+            )
+            if same == n
+            else markup(
+                " On its full discovery block the main table reaches another verdict for {}.",
+                ", ".join(moved["claim_id"]),
+            )
+        )
+    else:
+        text += markup(" The main table's full discovery block gives the same verdicts.")
+    blocks.append(Paragraph(text))
+    return blocks
+
+
 def _seeds_note(frame: pd.DataFrame, seeds: int) -> list[Block]:
     fewer = frame[(frame["n_seeds"] > 0) & (frame["n_seeds"] < seeds)]
     if fewer.empty:
@@ -504,6 +553,7 @@ def atlas_section(
     seeds: int,
     confidence: str | None = None,
     chance: Mapping | None = None,
+    base: pd.DataFrame | None = None,
 ) -> Section:
     """The atlas section: method, then per question its verdict map, shares table and one line per claim.
 
@@ -511,7 +561,9 @@ def atlas_section(
     figures by name (the report's ReportInputs.figures; atlas_<question> is shown when present); seeds:
     the number of discovery seeds each cell is decided on; confidence: the level as printed ("95%");
     chance: {confidence (the cells' level, a number), simulations, quantile, seed} for what chance alone
-    would do (dlatoms.atlas.chance), None to leave it out. A question without atlas rows is left out.
+    would do (dlatoms.atlas.chance), None to leave it out; base: the base-cell table
+    (dlatoms.atlas.base_cell, results/tables/atlas_base.parquet), None to leave it out. A question without
+    atlas rows is left out.
     """
     blocks: list[Block] = [method_paragraph(seeds, len(frame), confidence, chance)]
     questions = [q for q in ATLAS_QUESTIONS if len(frame) and (frame["question"] == q).any()]
@@ -519,6 +571,8 @@ def atlas_section(
         blocks.append(Paragraph("The atlas table has no rows: no condition was decided."))
         return Section("atlas", "Verdict atlas (questions 1–3 across training conditions)", blocks)
     blocks += _seeds_note(frame, seeds)
+    if base is not None:
+        blocks += base_cell_blocks(base)
     shares = verdict_shares(frame)
     holds = where_it_holds(frame, axes)
     breaks = where_it_breaks(frame, axes)
