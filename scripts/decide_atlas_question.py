@@ -8,4 +8,6 @@ decide_question_job(
     analysis=dict(snakemake.params.analysis),  # noqa: F821
     output=snakemake.output.claims,  # noqa: F821
     log_path=snakemake.log[0],  # noqa: F821
+    base=dict(snakemake.params.base),  # noqa: F821
+    adjust=snakemake.params.adjust,  # noqa: F821
 )

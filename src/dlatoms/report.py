@@ -165,7 +165,10 @@ def build_page(inputs: ReportInputs) -> Page:
                 inputs.figures,
                 int(inputs.settings["atlas_seeds"]),
                 # the cells' level, when no multiplicity adjustment changed it
-                inputs.confidence if analysis.get("adjust", "none") == "none" else None,
+                inputs.confidence
+                if analysis.get("adjust", "none") == "none"
+                and inputs.settings.get("atlas_chance", {}).get("adjust", "none") == "none"
+                else None,
                 chance={
                     **inputs.settings.get("atlas_chance", {"simulations": 2000, "quantile": 0.95, "seed": 0}),
                     "confidence": float(analysis["confidence"]),

@@ -91,6 +91,9 @@ def test_the_report_and_the_map_show_not_applicable():
     fig = draw_verdict_map(table, "init", AXES["init"], FigureSettings(dpi=40))
     texts = [t.get_text() for t in fig.axes[0].texts]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    title = fig._suptitle.get_text()
     plt.close(fig)
+    grid = "grid (the verdicts hold only within it): training.lr {0.003, 0.01} × network.activation {sigmoid"
+    assert grid in title and "fixed: training.loss = mse" in title
     assert texts.count("n/a") == 4 + 2  # 1d in tanh and relu, 1g in relu
     assert "not applicable (6)" in labels

@@ -176,7 +176,8 @@ def test_a_value_outside_the_configured_axis_names_the_axis(frame):
 def test_the_section_words_breaks_holds_and_shares_from_the_numbers(frame):
     section = atlas_section(frame, AXES, {}, seeds=5, confidence="95%")
     text = _text(section)
-    assert "on the first 5 discovery seeds" in text and "not adjusted across the atlas&#39;s 40 cells" in text
+    assert "on the first 5 discovery seeds" in text
+    assert "not adjusted across the atlas&#39;s 40 decisions" in text
     assert "supported in 5 of 8 conditions (62%), contradicted in 2 (25%), inconclusive in 1 (12%)" in text
     lr = "between <code>training.lr</code>"
     assert f"{lr} 0.003 and 0.01 in 2 of 2 pairs (all supported → inconclusive)" in text

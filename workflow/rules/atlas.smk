@@ -56,6 +56,8 @@ rule decide_atlas_question:
         cells=lambda wildcards: ATLAS_PLAN.cells(wildcards.question),
         seeds=atlas_seeds,
         analysis=config["analysis"],
+        base=lambda wildcards: atlas_cfg.base_values(config)[wildcards.question],
+        adjust=atlas_cfg.atlas_settings(config).get("adjust", "none"),
     script:
         "../../scripts/decide_atlas_question.py"
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from dlatoms.core.stats import BootstrapSpec
-from dlatoms.core.verdicts import NOT_APPLICABLE, Outcome, Test
+from dlatoms.core.verdicts import CONTRADICTED, NOT_APPLICABLE, NOT_MEASURED, SUPPORTED, Outcome, Test
 from dlatoms.mlp.claim_context import ClaimTables
 from dlatoms.mlp.claims import CLAIMS, evaluate_claims
 from dlatoms.mlp.measures import AnalysisSpec
@@ -46,7 +46,19 @@ def _num(value: float) -> float | None:
 
 # The atlas table's columns around the axis columns (one per axis key, between `condition` and `kind`).
 KEY_COLUMNS = ["claim_id", "question", "condition"]
-RESULT_COLUMNS = ["kind", "statistic", "ci_low", "ci_high", "margin", "verdict", "n_seeds", "detail", "tests"]
+RESULT_COLUMNS = [
+    "kind",
+    "statistic",
+    "ci_low",
+    "ci_high",
+    "margin",
+    "verdict",
+    "n_seeds",
+    "confidence",
+    "detail",
+    "tests",
+]
+ATLAS_ADJUSTMENTS = ("none", "holm", "bh")  # atlas.adjust: across each claim's applicable cells
 
 
 def decide_cell(
@@ -102,6 +114,8 @@ def atlas_table(
                 cell[key] = base.get(question, {}).get(key)
         if "tests" not in cell.columns:  # decided before the tests were kept: no chance simulation for it
             cell["tests"] = "[]"
+        if "confidence" not in cell.columns:
+            cell["confidence"] = float("nan")
         frames.append(mark_inapplicable(cell[[*KEY_COLUMNS, *columns, *RESULT_COLUMNS]], columns, base))
     if not frames:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *columns, *RESULT_COLUMNS])
@@ -129,3 +143,59 @@ def mark_inapplicable(
             cell.loc[index, "verdict"] = NOT_APPLICABLE
             cell.loc[index, "detail"] = f"{reason} Measured all the same: {row['detail']}"
     return cell
+
+
+def cell_levels(
+    verdict_at: Callable[[str, str, float], str],
+    cells: Sequence[str],
+    claims: Sequence[str],
+    applies: Callable[[str, str], bool],
+    confidence: float,
+    method: str,
+) -> dict[tuple[str, str], float]:
+    """The confidence level at which each (cell, claim) is decided, adjusted across each claim's cells.
+
+    verdict_at(cell, claim, level) is the claim's verdict in the cell at that level; applies(cell, claim)
+    whether the claim applies there. Per claim, the m cells where it applies and is measured are one family:
+
+    - "none": every cell at `confidence`;
+    - "holm": step-down; with k cells decisive so far, the rest are tried at 1 - alpha/(m - k), until none
+      more is decisive (the rest stay at the last level tried);
+    - "bh": Benjamini-Hochberg step-up; the largest k at which at least k cells are decisive at
+      1 - k alpha/m gives every cell that level (none: 1 - alpha/m).
+
+    A cell where the claim does not apply or is not measured keeps `confidence` (it is no test).
+    """
+    if method not in ATLAS_ADJUSTMENTS:
+        raise ValueError(f"atlas.adjust must be one of {ATLAS_ADJUSTMENTS}, got {method!r}")
+    levels = {(cell, claim): confidence for cell in cells for claim in claims}
+    if method == "none":
+        return levels
+    alpha = 1.0 - confidence
+    decisive = (SUPPORTED, CONTRADICTED)
+    for claim in claims:
+        family = [c for c in cells if applies(c, claim) and verdict_at(c, claim, confidence) != NOT_MEASURED]
+        m = len(family)
+        if m == 0:
+            continue
+        if method == "holm":
+            remaining, decided = list(family), 0
+            while remaining:
+                level = 1.0 - alpha / (m - decided)
+                hits = [c for c in remaining if verdict_at(c, claim, level) in decisive]
+                for c in remaining:
+                    levels[(c, claim)] = level
+                if not hits:
+                    break
+                decided += len(hits)
+                remaining = [c for c in remaining if c not in hits]
+        else:
+            chosen = 1.0 - alpha / m
+            for k in range(m, 0, -1):
+                level = 1.0 - alpha * k / m
+                if sum(verdict_at(c, claim, level) in decisive for c in family) >= k:
+                    chosen = level
+                    break
+            for c in family:
+                levels[(c, claim)] = chosen
+    return levels

@@ -58,12 +58,13 @@ def atlas_questions(config: Mapping) -> list[str]:
 
 def chance_settings(config: Mapping) -> dict:
     """What chance alone would do (dlatoms.atlas.chance): `atlas.chance_simulations`, `atlas.chance_quantile`
-    and the seed, `analysis.bootstrap_seed`."""
+    and the seed, `analysis.bootstrap_seed`; and `atlas.adjust`, which the report's atlas method states."""
     settings = atlas_settings(config)
     return {
         "simulations": int(settings.get("chance_simulations", 2000)),
         "quantile": float(settings.get("chance_quantile", 0.95)),
         "seed": int(config.get("analysis", {}).get("bootstrap_seed", 0)),
+        "adjust": str(settings.get("adjust", "none")),
     }
 
 

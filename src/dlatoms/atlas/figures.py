@@ -171,9 +171,15 @@ def draw_verdict_map(
         seeds_text = f"{decided[0]}–{decided[-1]} seeds per decided cell"
     cells = "cell text: the claim's statistic" if text else f"no cell text above {MAX_TEXT_ROWS} conditions"
     fixed = [f"{key} = {fmt_value(values[0])}" for key, values in axes_q.items() if len(values) == 1]
+    grid = " × ".join(
+        f"{key} {{{', '.join(fmt_value(v) for v in values)}}}"
+        for key, values in axes_q.items()
+        if len(values) > 1
+    )
     fig.suptitle(
         f"Question {ATLAS_QUESTIONS[question]} ({question}): verdict per condition and claim\n"
         f"{n_rows} conditions × {n_cols} claims, {seeds_text}; {cells}"
+        + (f"\ngrid (the verdicts hold only within it): {grid}" if grid else "")
         + (f"\nfixed: {', '.join(fixed)}" if fixed else ""),
         fontsize="medium",
     )

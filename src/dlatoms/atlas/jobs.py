@@ -25,24 +25,54 @@ def decide_question_job(
     analysis: Mapping,
     output: str,
     log_path: str,
+    base: Mapping[str, Any] | None = None,
+    adjust: str = "none",
 ) -> None:
-    """Rule entry point: every cell of one question measured and decided, one condition at a time.
+    """Rule entry point: every cell of one question measured and decided.
 
     cells: condition name -> its axis values, in the order of `inputs[kind]` (the conditions' metrics,
-    weights and units tables).
+    weights and units tables); base: the question's values of the keys it does not vary (for applies_when);
+    adjust: atlas.adjust, the multiplicity adjustment across each claim's applicable cells
+    (dlatoms.atlas.cells.cell_levels): each (cell, claim) is decided at its adjusted level.
     """
-    from dlatoms.atlas.cells import decide_cell
+    from dlatoms.atlas.cells import CLAIMS_BY_ID, cell_levels, decide_cell
     from dlatoms.mlp.jobs import question_measures
     from dlatoms.mlp.measures import AnalysisSpec
 
     with job_logging(log_path) as log:
         spec = AnalysisSpec.from_params(analysis)
         started = time.perf_counter()
-        frames = []
-        for i, (condition, labels) in enumerate(cells.items()):
+        measures = {}
+        for i, condition in enumerate(cells):
             tables = {kind: pd.read_parquet(paths[i]) for kind, paths in inputs.items()}
-            measures = question_measures(question, tables, spec)["measures"]
-            cell = decide_cell(question, measures, seeds, analysis, condition, dict(labels))
+            measures[condition] = question_measures(question, tables, spec)["measures"]
+        decided: dict[tuple[str, float], pd.DataFrame] = {}
+
+        def decide(condition: str, level: float) -> pd.DataFrame:
+            if (condition, level) not in decided:
+                at = {**analysis, "confidence": level}
+                cell = decide_cell(
+                    question, measures[condition], seeds, at, condition, dict(cells[condition])
+                )
+                decided[(condition, level)] = cell.set_index("claim_id", drop=False)
+            return decided[(condition, level)]
+
+        confidence = float(analysis.get("confidence", 0.95))
+        names = list(cells)
+        claims = list(decide(names[0], confidence)["claim_id"]) if names else []
+        setting = {name: {**dict(base or {}), **dict(cells[name])} for name in names}
+        levels = cell_levels(
+            lambda c, claim, level: str(decide(c, level).loc[claim, "verdict"]),
+            names,
+            claims,
+            lambda c, claim: not CLAIMS_BY_ID[claim].inapplicable(setting[c]),
+            confidence,
+            adjust,
+        )
+        frames = []
+        for i, condition in enumerate(names):
+            cell = pd.concat([decide(condition, levels[(condition, c)]).loc[[c]] for c in claims])
+            cell = cell.reset_index(drop=True)
             counts = cell["verdict"].value_counts()
             log.info(
                 "%s %s (%d of %d): %s",
@@ -55,7 +85,14 @@ def decide_question_job(
             frames.append(cell)
         frame = pd.concat(frames, ignore_index=True)
         write_parquet_atomic(frame, output)
-        log.info("%d cells of %s decided in %.1f s", len(cells), question, time.perf_counter() - started)
+        log.info(
+            "%d cells of %s decided in %.1f s (adjust across cells: %s; %d decisions made)",
+            len(cells),
+            question,
+            time.perf_counter() - started,
+            adjust,
+            len(decided),
+        )
 
 
 def collect_atlas_job(

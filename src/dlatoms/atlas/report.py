@@ -448,12 +448,23 @@ def method_paragraph(
     seeds: int, n_cells: int, confidence: str | None = None, chance: Mapping | None = None
 ) -> Paragraph:
     """How each cell of the atlas is decided, what the atlas does not do, and the chance rule."""
-    level = (
-        f" Each cell's interval is a {confidence} interval, not adjusted across the atlas's {n_cells} cells "
-        f"({n_cells} decisions)."
-        if confidence
-        else ""
-    )
+    adjust = str((chance or {}).get("adjust", "none"))
+    if adjust == "none":
+        level = (
+            f" Each cell's interval is a {confidence} interval, not adjusted across the atlas's {n_cells} "
+            "decisions (cells × claims; atlas.adjust: none, holm and bh are available)."
+            if confidence
+            else ""
+        )
+    else:
+        name = (
+            "Holm's step-down procedure" if adjust == "holm" else "the Benjamini–Hochberg step-up procedure"
+        )
+        level = (
+            f" Each claim's decisions across the cells where it applies are adjusted by {name} "
+            f"(atlas.adjust: {adjust}): {n_cells} decisions in all, each at the level of the atlas "
+            "table's confidence column."
+        )
     level += (
         " Not applicable: a claim outside the settings where its question is defined (its applies_when, "
         "with the reason in the cell's detail) gets no verdict there; it is counted apart, the shares of "
