@@ -298,9 +298,9 @@ def _chance_note(row, chance: pd.DataFrame | None) -> Markup:
     if match.empty:
         return Markup("")
     c = match.iloc[0]
-    called = "a breakpoint" if c["breakpoint"] else "within what chance alone gives: no breakpoint"
+    called = "a breakpoint" if c["breakpoint"] else "not a breakpoint"
     return markup(
-        "; chance alone: {:.1f} expected, at most {:g} in {} of simulations: {}",
+        "; chance alone: {:.1f} expected, at most {:g} in {} of simulations; {}",
         float(c["expected_changed"]),
         float(c["chance_upper"]),
         f"{float(c['quantile']):.0%}",
