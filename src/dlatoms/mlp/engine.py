@@ -18,6 +18,7 @@ device argument; on CUDA they agree with the CPU's to float32 rounding (other ke
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -155,6 +156,9 @@ STORE_ALIGNMENT = 16
 STEP_BLOCK = 50
 # torch.bmm hands a product to BLAS only from this many multiply-adds on (smaller ones: its own loop).
 BMM_BLAS_MIN = 400
+# `_distinct_units_at` measures the pairs of units at most this many places apart in the order of their
+# first entries (more in a network: all of its pairs).
+DISTINCT_WINDOW = 8
 # Evaluations are deferred: the parameters are copied at each evaluation step and evaluated in groups of
 # about this many (evaluation step, run) networks at once, as if they were the runs of one batch.
 EVAL_NETWORKS = 64
@@ -242,11 +246,13 @@ class _Store:
     """How `train_batch` keeps R runs' parameters (and gradients, Adam moments): one vector of R * P values.
 
     A layer's weights and bias form one (fan_in + 1, fan_out) matrix [W; b] per run, exactly that layer's
-    stretch of the flat vector. The store keeps its transpose, and the R runs' matrices of a layer back to
-    back: each layer is one contiguous (R, fan_out, fan_in + 1) block. Activations are kept transposed too,
-    (R, units + 1, batch) with a last row of ones, so that block @ activations is the next pre-activation,
-    bias included, and activation functions write contiguous memory. Converting to and from the flat (R, P)
-    layout only moves values.
+    stretch of the flat vector. The store keeps the R runs' matrices of a layer back to back: each layer is
+    one contiguous (R, fan_in + 1, fan_out) block, a column per unit. Activations are kept transposed,
+    (R, units + 1, batch) with a last row of ones, so that block^T @ activations is the next pre-activation,
+    bias included, and activation functions write contiguous memory. In this orientation MKL multiplies the
+    products of a training step (forward, weight gradients, back-propagated deltas) fastest, the weight
+    gradients of a narrow first layer above all. Converting to and from the flat (R, P) layout only moves
+    values (and padding).
 
     Each layer's block is followed by zeros up to a multiple of STORE_ALIGNMENT values, so that every
     layer's segment (block and padding) can be updated on its own: elementwise kernels (Adam's above all)
@@ -278,10 +284,10 @@ class _Store:
         return [store[at] for at in self.segments_at]
 
     def blocks(self, store: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's (networks, fan_out, fan_in + 1) block of `store` (..., size); views if it is 1-D."""
+        """Each layer's (networks, fan_in + 1, fan_out) block [W; b] of `store` (..., size); views if 1-D."""
         return [
             store[..., at.start : at.start + self.runs * (span.stop - span.start)].reshape(
-                -1, fan_out, fan_in + 1
+                -1, fan_in + 1, fan_out
             )
             for (fan_in, fan_out), span, at in zip(
                 self.layout.shapes, self.spans, self.segments_at, strict=True
@@ -292,13 +298,13 @@ class _Store:
         """The store of flat (R, P) parameters (on this store's device)."""
         store = torch.zeros(self.size, dtype=flat.dtype, device=self.device)
         for block, span in zip(self.blocks(store), self.spans, strict=True):
-            block.copy_(flat[:, span].view(self.runs, block.shape[2], block.shape[1]).transpose(1, 2))
+            block.copy_(flat[:, span].view(self.runs, *block.shape[1:]))
         return store
 
     def to_flat(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         """Flat (networks, P) parameters of per-layer blocks."""
         networks = blocks[0].shape[0]
-        return torch.cat([b.transpose(1, 2).reshape(networks, -1) for b in blocks], dim=1)
+        return torch.cat([b.reshape(networks, -1) for b in blocks], dim=1)
 
     def positions(self, flat_positions: torch.Tensor) -> torch.Tensor:
         """Store positions (R * len(flat_positions),) of the given flat positions of every run, run-major."""
@@ -320,7 +326,7 @@ class _Store:
         """A store vector holding strength[r] / (fan_in * fan_out) on run r's weights and 0 on biases."""
         scale = torch.zeros(self.size, device=self.device)
         for block, (fan_in, fan_out) in zip(self.blocks(scale), self.layout.shapes, strict=True):
-            block[:, :, :fan_in] = (strength / (fan_in * fan_out)).view(-1, 1, 1)
+            block[:, :fan_in, :] = (strength / (fan_in * fan_out)).view(-1, 1, 1)
         return scale
 
 
@@ -345,9 +351,9 @@ class _Pass:
     pre_activations: list[torch.Tensor] = field(init=False)  # (networks, units, n)
     hidden: list[torch.Tensor] = field(init=False)  # (networks, units + 1, n), last row ones
     values: list[torch.Tensor] = field(init=False)  # views: hidden without the row of ones
-    hidden_t: list[torch.Tensor] = field(init=False)  # views: hidden transposed, (networks, n, units + 1)
     outputs: torch.Tensor = field(init=False)  # (networks, out, n)
     deltas: list[torch.Tensor] = field(init=False)  # (networks, fan_out, n): d loss / d pre-activation
+    deltas_t: list[torch.Tensor] = field(init=False)  # views: deltas transposed, (networks, n, fan_out)
 
     def __post_init__(self) -> None:
         units, device = [fan_out for _, fan_out in self.layout.shapes], self.device
@@ -363,7 +369,6 @@ class _Pass:
             [torch.ones(self.networks, u + 1, self.n, device=device) for u in hidden_units]
         )
         self.values = [h[..., :-1, :] for h in self.hidden]
-        self.hidden_t = [h.transpose(-1, -2) for h in self.hidden]
         self.outputs = self.views([torch.empty(self.networks, units[-1], self.n, device=device)])[0]
         self.deltas = []
         if self.backward:
@@ -374,80 +379,149 @@ class _Pass:
                 [shaped(scratch[1 - (last - j) % 2], u) for j, u in enumerate(hidden_units)]
                 + [torch.empty(self.networks, units[-1], self.n, device=device)]
             )
+        self.deltas_t = [d.transpose(-1, -2) for d in self.deltas]
         self.matmul = torch.mm if self.lone else torch.bmm
+
+    def head(self, networks: int) -> _Pass:
+        """The pass of this pass's first `networks` networks, on views of its buffers (not `lone`)."""
+        if networks == self.networks:
+            return self
+        part = copy.copy(self)
+        part.networks, part.outputs = networks, self.outputs[:networks]
+        for name in ("pre_activations", "hidden", "values", "deltas", "deltas_t"):
+            setattr(part, name, [t[:networks] for t in getattr(self, name)])
+        return part
 
     def views(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """The tensors as this pass multiplies them: without the batch dimension if `lone`."""
         return [t[0] for t in tensors] if self.lone else list(tensors)
 
-    def forward(self, blocks: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.Tensor:
-        """Outputs (networks, out, n) for inputs x (networks, in + 1, n) whose last row is ones."""
+    def forward(self, matrices: list[torch.Tensor], x: torch.Tensor, activation: str) -> torch.Tensor:
+        """Outputs (networks, out, n) for inputs x (networks, in + 1, n) whose last row is ones.
+
+        `matrices` are the layers' [W; b]^T, (networks, fan_out, fan_in + 1): transposed views of the
+        store's blocks (see `transposed`).
+        """
         a, apply = x, ACTIVATIONS[activation].apply
-        for block, z, h, v in zip(blocks[:-1], self.pre_activations, self.hidden, self.values, strict=True):
-            self.matmul(block, a, out=z)
+        for m, z, h, v in zip(matrices[:-1], self.pre_activations, self.hidden, self.values, strict=True):
+            self.matmul(m, a, out=z)
             apply(z, v)
             a = h
-        return self.matmul(blocks[-1], a, out=self.outputs)
+        return self.matmul(matrices[-1], a, out=self.outputs)
 
     def backpropagate(
         self,
         weights: list[torch.Tensor],
         grad_blocks: list[torch.Tensor],
-        x_t: torch.Tensor,
+        x: torch.Tensor,
         activation: str,
         done: Callable[[int], object],
     ) -> None:
-        """Gradients of every [W; b]^T block into `grad_blocks`, from the output delta in `deltas[-1]`.
+        """Gradients of every [W; b] block into `grad_blocks`, from the output delta in `deltas[-1]`.
 
-        `weights` are the layers' (networks, fan_in, fan_out) weight matrices, `x_t` the forward pass's
-        inputs transposed, (networks, n, in + 1). `done(layer)` is called, top layer first, as soon as a
-        layer's gradient is complete and its weights are no longer read, so that the layer can be updated
-        while its numbers are still in cache.
+        `weights` are the layers' (networks, fan_in, fan_out) weight matrices (the blocks without their
+        bias row), `x` the forward pass's inputs, (networks, in + 1, n). `done(layer)` is called, top layer
+        first, as soon as a layer's gradient is complete and its weights are no longer read, so that the
+        layer can be updated while its numbers are still in cache.
         """
         deltas, matmul, backpropagate = self.deltas, self.matmul, ACTIVATIONS[activation].backpropagate
         for layer in range(len(deltas) - 1, 0, -1):
-            matmul(deltas[layer], self.hidden_t[layer - 1], out=grad_blocks[layer])
+            # [W; b] gradient = inputs @ delta^T, (units + 1, n) @ (n, fan_out)
+            matmul(self.hidden[layer - 1], self.deltas_t[layer], out=grad_blocks[layer])
             matmul(weights[layer], deltas[layer], out=deltas[layer - 1])
             done(layer)
             backpropagate(deltas[layer - 1], self.values[layer - 1])
-        matmul(deltas[0], x_t, out=grad_blocks[0])
+        matmul(x, self.deltas_t[0], out=grad_blocks[0])
         done(0)
+
+
+def transposed(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The [W; b]^T views (networks, fan_out, fan_in + 1) of (networks, fan_in + 1, fan_out) blocks."""
+    return [b.transpose(-1, -2) for b in blocks]
 
 
 def _distinct_units(units: torch.Tensor, tolerance: float) -> torch.Tensor:
     """Per network, how many units (rows of `units`, (networks, n, k)) do not duplicate a lower-numbered one.
 
     A unit duplicates another when all entries agree within `tolerance`, i.e. their torch.cdist(p=inf)
-    distance is <= tolerance. This gives the same answer but only measures the pairs whose first and last
-    entries already agree (a necessary condition), lowest-numbered partner first, so it costs O(n^2) rather
-    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself;
-    a network holding NaN gets NaN (its units are not numbers, so neither equal nor distinct).
+    distance is <= tolerance. See `_distinct_units_at`, which counts at several tolerances at once.
+    """
+    return _distinct_units_at(units, (tolerance,))[0]
+
+
+def _distinct_units_at(units: torch.Tensor, tolerances: tuple[float, ...]) -> list[torch.Tensor]:
+    """`_distinct_units` at each of the tolerances: one (networks,) float32 count per tolerance.
+
+    Two units can only be duplicates if their first entries agree within the tolerance. Sorted by first
+    entry, such a pair is at most DISTINCT_WINDOW places apart in most networks (float rounding is monotone,
+    so every pair of units sorted between them agrees as well): only those pairs are measured. Networks
+    with a wider run of agreeing first entries (e.g. units that are all copies of one another), and those
+    that may hold non-finite entries, are measured by `_distinct_units_measured`. Either way a network's
+    count does not depend on the networks beside it.
+    """
+    networks, n, _ = units.shape
+    widest = max(tolerances)
+    ordered, order = units[:, :, 0].sort(dim=1)
+    duplicate = [torch.zeros(networks, n, dtype=torch.bool, device=units.device) for _ in tolerances]
+    for apart in range(1, n):
+        near = (ordered[:, apart:] - ordered[:, :-apart]) <= widest  # pairs `apart` places apart
+        if apart > DISTINCT_WINDOW or not near.any():
+            break
+        net, first = near.nonzero(as_tuple=True)
+        a, b = order[net, first], order[net, first + apart]
+        distance = (units[net, a] - units[net, b]).abs_().amax(-1)
+        higher = torch.maximum(a, b)  # the higher-numbered unit of a close pair duplicates the other
+        for marked, tolerance in zip(duplicate, tolerances, strict=True):
+            close = distance <= tolerance
+            marked[net[close], higher[close]] = True
+    else:
+        near = torch.zeros(networks, 1, dtype=torch.bool, device=units.device)
+    counts = [(n - marked.sum(-1)).to(torch.float32) for marked in duplicate]
+    # A non-finite entry makes the sum non-finite (an overflowing sum of finite ones only costs the check).
+    measure = near.any(-1) | ~torch.isfinite(units.sum(dim=(1, 2)))
+    if measure.any():
+        measured = measure.nonzero().squeeze(1)
+        for count, exact in zip(counts, _distinct_units_measured(units[measured], tolerances), strict=True):
+            count[measured] = exact
+    return counts
+
+
+def _distinct_units_measured(units: torch.Tensor, tolerances: tuple[float, ...]) -> list[torch.Tensor]:
+    """`_distinct_units_at`, measuring candidate pairs: those whose first and last entries agree.
+
+    The candidates' full distance is measured lowest-numbered partner first, so this costs O(n^2) rather
+    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself; a
+    network holding NaN gets NaN (its units are not numbers, so neither equal nor distinct).
     """
     networks, n, _ = units.shape
     lower = torch.ones(n, n, dtype=torch.bool, device=units.device).tril_(-1)
     ends = units[:, :, [0, -1]].transpose(1, 2).contiguous()  # (networks, 2, n)
     gaps = (ends.unsqueeze(3) - ends.unsqueeze(2)).abs_()  # (networks, 2, n, n)
-    candidate = torch.maximum(gaps[:, 0], gaps[:, 1]) <= tolerance
-    candidate &= lower
-    duplicate = torch.zeros(networks, n, dtype=torch.bool, device=units.device)
-    while candidate.any():
-        net, unit = candidate.any(-1).nonzero(as_tuple=True)
-        partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
-        close = (units[net, unit] - units[net, partner]).abs_().amax(-1) <= tolerance
-        duplicate[net[close], unit[close]] = True
-        candidate[net[close], unit[close]] = False
-        candidate[net[~close], unit[~close], partner[~close]] = False
-    # A non-finite entry makes the sum non-finite (an overflowing sum of finite ones only costs the fallback).
+    gap = torch.maximum(gaps[:, 0], gaps[:, 1])  # NaN where an end is NaN: never a candidate
     maybe_infinite = ~torch.isfinite(units.sum(dim=(1, 2)))
-    if maybe_infinite.any():
-        bad = maybe_infinite.nonzero().squeeze(1)
-        distance = torch.cdist(units[bad], units[bad], p=math.inf)
-        duplicate[bad] = ((distance <= tolerance) & lower).any(dim=-1)
-    distinct = (n - duplicate.sum(-1)).to(torch.float32)
-    if maybe_infinite.any():
-        # cdist's max-norm skips NaN coordinates, so a NaN network would count as one distinct unit.
-        distinct[torch.isnan(units).flatten(1).any(-1)] = math.nan
-    return distinct
+    any_infinite = bool(maybe_infinite.any())
+    counts = []
+    for tolerance in tolerances:
+        candidate = gap <= tolerance
+        candidate &= lower
+        duplicate = torch.zeros(networks, n, dtype=torch.bool, device=units.device)
+        while candidate.any():
+            net, unit = candidate.any(-1).nonzero(as_tuple=True)
+            partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
+            close = (units[net, unit] - units[net, partner]).abs_().amax(-1) <= tolerance
+            duplicate[net[close], unit[close]] = True
+            candidate[net[close], unit[close]] = False
+            candidate[net[~close], unit[~close], partner[~close]] = False
+        if any_infinite:
+            bad = maybe_infinite.nonzero().squeeze(1)
+            distance = torch.cdist(units[bad], units[bad], p=math.inf)
+            duplicate[bad] = ((distance <= tolerance) & lower).any(dim=-1)
+        distinct = (n - duplicate.sum(-1)).to(torch.float32)
+        if any_infinite:
+            # cdist's max-norm skips NaN coordinates, so a NaN network would count as one distinct unit.
+            distinct[torch.isnan(units).flatten(1).any(-1)] = math.nan
+        counts.append(distinct)
+    return counts
 
 
 def _unit_stats(
@@ -459,23 +533,23 @@ def _unit_stats(
     """Per network and weight layer: mean |W|, ||W||_F, distinct units and saturated fraction (hidden only).
 
     Distinct units are counted twice: at the diagnostics' tolerance and exactly (tolerance 0). `blocks`
-    are the layers' (networks, fan_out, fan_in + 1) [W; b]^T blocks (see `_Store`): each row is one
+    are the layers' (networks, fan_in + 1, fan_out) [W; b] blocks (see `_Store`): each column is one
     unit's incoming weights and bias. `hidden` holds the hidden layers' activations, (networks, ...).
     """
     networks, n_layers = blocks[0].shape[0], len(blocks)
     stats = {name: torch.full((networks, n_layers), math.nan, device=blocks[0].device) for name in UNIT_STATS}
     margin = diagnostics.saturation_margin
-    for layer, units in enumerate(blocks):
-        w = units[:, :, :-1]
+    for layer, block in enumerate(blocks):
+        w = block[:, :-1, :]
         stats["mean_abs_weight"][:, layer] = w.abs().mean(dim=(1, 2))
         stats["weight_norm"][:, layer] = torch.linalg.vector_norm(w, dim=(1, 2))
         if layer == n_layers - 1:
             continue  # the linear output layer has no sigmoid units
         # A unit is its incoming weights and bias; it duplicates a lower-numbered unit when all of them
-        # agree within the tolerance (max-norm). Symmetric units stay exact copies of each other.
-        stats["distinct_units"][:, layer] = _distinct_units(units, diagnostics.distinct_tolerance)
-        # Tolerance 0: tiny symmetry-breaking noise (below the tolerance) still makes units distinct.
-        stats["distinct_units_exact"][:, layer] = _distinct_units(units, 0.0)
+        # agree within the tolerance (max-norm). Symmetric units stay exact copies of each other. Tolerance
+        # 0 as well: tiny symmetry-breaking noise (below the tolerance) still makes units distinct.
+        distinct, exact = _distinct_units_at(block.transpose(1, 2), (diagnostics.distinct_tolerance, 0.0))
+        stats["distinct_units"][:, layer], stats["distinct_units_exact"][:, layer] = distinct, exact
         a = hidden[layer]
         saturated = ACTIVATIONS[network.activation].saturated(a, margin)
         # The fraction as float32 mean() computes it (a sum, exact here, divided by the count), faster.
@@ -511,8 +585,9 @@ def _threads(count: int) -> Iterator[None]:
 class _Evaluator:
     """Deferred evaluation: the parameters are copied at each evaluation step and evaluated in groups.
 
-    A group holds `group` snapshots of the R runs and is evaluated as one batch of group * R networks,
-    always that many (a last, partial group evaluates stale snapshots too and leaves their results unread).
+    A group holds `group` snapshots of the R runs and is evaluated as one batch of group * R networks; a
+    last, partial group as a batch of its own snapshots only, on the first networks' buffers. A network's
+    numbers do not depend on how many share its batch (as in training).
     """
 
     def __init__(
@@ -538,7 +613,7 @@ class _Evaluator:
         ]
         self.group = min(n_evals, max(1, EVAL_NETWORKS // runs))
         networks = self.group * runs
-        self.threads = 1 if networks == 1 else torch.get_num_threads()
+        self.threads = torch.get_num_threads()  # the caller's, for batches of several networks
         self.snapshots = torch.zeros(self.group, store.size, device=device)
         self.pending: list[int] = []  # evaluation indices whose parameters wait in `snapshots`
         self.metrics = {
@@ -574,19 +649,22 @@ class _Evaluator:
         if not self.pending:
             return
         count, runs = len(self.pending), self.store.runs
-        blocks = self.store.blocks(self.snapshots)
-        with _threads(self.threads):
-            for split, inputs, onehot, labels, buffers in self.splits:
-                outputs = buffers.forward(blocks, inputs, self.network.activation)  # (networks, out, n)
-                loss = data_loss(outputs.transpose(1, 2), onehot, self.training.loss).view(self.group, runs)
+        networks = count * runs
+        blocks = self.store.blocks(self.snapshots[:count])
+        matrices = transposed(blocks)
+        with _threads(1 if networks == 1 else self.threads):  # one network on one thread: see `_threads`
+            for split, all_inputs, all_onehot, labels, full in self.splits:
+                inputs, onehot, buffers = all_inputs[:networks], all_onehot[:networks], full.head(networks)
+                outputs = buffers.forward(matrices, inputs, self.network.activation)  # (networks, out, n)
+                loss = data_loss(outputs.transpose(1, 2), onehot, self.training.loss).view(count, runs)
                 # max(...).indices is argmax (the first maximum, NaN counting as maximum), but much faster.
-                correct = outputs.max(1).indices.view(self.group, runs, -1) == labels
-                self.metrics[f"{split}_loss"][self.pending] = loss[:count]
-                self.metrics[f"{split}_accuracy"][self.pending] = correct[:count].to(torch.float32).mean(-1)
+                correct = outputs.max(1).indices.view(count, runs, -1) == labels
+                self.metrics[f"{split}_loss"][self.pending] = loss
+                self.metrics[f"{split}_accuracy"][self.pending] = correct.to(torch.float32).mean(-1)
             # Unit diagnostics use the test split's activations (the last ones computed).
             stats = _unit_stats(self.network, blocks, buffers.values, self.diagnostics)
         for name, value in stats.items():
-            self.unit_stats[name][self.pending] = value.view(self.group, runs, -1)[:count]
+            self.unit_stats[name][self.pending] = value.view(count, runs, -1)
         for slot, index in enumerate(self.pending):
             if index in self.cka_at:  # keep the test activations, centered, until the last step's are known
                 for kept, values in zip(self.cka_activations, buffers.values, strict=True):
@@ -688,10 +766,10 @@ class _Trainer:
         # is so small that bmm computes it with its own loop rather than BLAS.
         lone = runs == 1 and min(fi * fo for fi, fo in layout.shapes) * batch >= BMM_BLAS_MIN
         self.step = _Pass(layout, runs, batch, backward=True, lone=lone, device=device)
-        self.matrices = self.step.views(self.blocks)
+        self.matrices = self.step.views(transposed(self.blocks))
         self.grad_matrices = self.step.views(store.blocks(self.grads))
         # (R, fan_in, fan_out) weight matrices, to back-propagate through.
-        self.weights = self.step.views([b[:, :, :-1].transpose(1, 2) for b in self.blocks])
+        self.weights = self.step.views([b[:, :-1, :] for b in self.blocks])
 
         self.inputs_train = _inputs_with_ones(x_train)  # (R, in + 1, N)
         onehot = torch.nn.functional.one_hot(y_train, n_out).to(torch.float32)
@@ -717,7 +795,6 @@ class _Trainer:
         )
         self.x_views = self.step.views(self.x_block.unbind(0))
         self.y_views = self.step.views(self.y_block.unbind(0))
-        self.x_t_views = [x.transpose(-1, -2) for x in self.x_views]
 
     def forward(self, k: int) -> torch.Tensor:
         """Outputs of the runs on the minibatch of the block's step k."""
@@ -738,7 +815,7 @@ class _Trainer:
         """Gradients of the data loss of the block's step k, each layer updated as soon as it has its own."""
         self.t = t
         self.step.backpropagate(
-            self.weights, self.grad_matrices, self.x_t_views[k], self.activation, self.update_layer
+            self.weights, self.grad_matrices, self.x_views[k], self.activation, self.update_layer
         )
 
     def update_layer(self, layer: int) -> None:
