@@ -1,6 +1,7 @@
-import dlatoms.catalog  # noqa: F401  (registers every question's figures)
+from dlatoms.catalog import load_figures
 from dlatoms.core.figures import plot_figure_job
 
+load_figures()  # registers every question's figures
 plot_figure_job(
     name=snakemake.wildcards.figure,  # noqa: F821
     inputs=dict(snakemake.input.items()),  # noqa: F821

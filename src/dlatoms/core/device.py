@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_SETTINGS = ("cpu", "cuda", "auto")
 
@@ -27,6 +29,8 @@ def needs_gpu(device_setting: str) -> bool:
 
 def select_device(requested: str) -> torch.device:
     """CPU for 'cpu'; CUDA for 'cuda' or 'auto' when available, else CPU with a warning saying why."""
+    import torch  # imported on use: the workflow reads needs_gpu and DEVICE_SETTINGS without torch
+
     if _checked(requested) == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 INTERVAL_METHODS = ("t", "percentile")
 
@@ -88,6 +87,8 @@ EMPTY = Interval(float("nan"), float("nan"), float("nan"), 0)
 
 def expanded_tail(confidence: float, n: int) -> float:
     """The one-sided tail of the expanded percentile interval at `n` seeds (alpha/2 when n is large)."""
+    from scipy import stats as scipy_stats  # imported on use (~1 s): the claim registries need no scipy
+
     t = scipy_stats.t.ppf((1.0 + confidence) / 2.0, df=n - 1)
     return float(scipy_stats.norm.sf(np.sqrt(n / (n - 1)) * t))
 
@@ -97,6 +98,8 @@ def bootstrap_mean(values, spec: BootstrapSpec, name: str) -> Interval:
 
     With one value the interval is that value (zero width) and `n_seeds` says so; verdicts need n >= 2.
     """
+    from scipy import stats as scipy_stats  # imported on use (~1 s): the claim registries need no scipy
+
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     n = len(values)
@@ -143,6 +146,8 @@ def bootstrap_statistic(
 
 def t_bound(values: np.ndarray, quantile: float) -> float:
     """The one-sided Student t bound of the mean of `values` at `quantile` (e.g. 0.025 -> lower bound)."""
+    from scipy import stats as scipy_stats  # imported on use (~1 s): the claim registries need no scipy
+
     n = len(values)
     return float(values.mean() + scipy_stats.t.ppf(quantile, df=n - 1) * values.std(ddof=1) / np.sqrt(n))
 
@@ -258,6 +263,8 @@ def bootstrap_bands(
     Percentile method vectorized over groups: one resampling of seed positions per group size, applied to
     all groups of that size, so a band over hundreds of steps costs one matrix operation.
     """
+    from scipy import stats as scipy_stats  # imported on use (~1 s): the claim registries need no scipy
+
     rows = []
     grouped = frame.dropna(subset=[value]).groupby(groups, sort=True, observed=True)[value]
     keys, arrays = [], []

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dlatoms.core.seeding import numpy_rng
 
@@ -85,6 +84,8 @@ def to_canvas(gray: np.ndarray, image_size: int, content_fraction: float) -> np.
 
     MNIST digits fill 20 of 28 pixels; padding 28 -> 32 (content 28/32) keeps that margin at the source size.
     """
+    import torch  # imported on use: the shapes target and the training subsets need no torch
+
     content = max(1, round(image_size * content_fraction))
     images = torch.from_numpy(np.asarray(gray, dtype=np.float32)).unsqueeze(1)
     if images.shape[-1] != content or images.shape[-2] != content:

@@ -6,46 +6,22 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from dlatoms.core.device import select_device
 from dlatoms.core.io import write_parquet_atomic
 from dlatoms.core.jobs import job_logging
-from dlatoms.finetune.data import (
-    ImageSet,
-    block_rows,
-    load_image_set,
-    prepare_digits,
-    save_image_set,
-    training_subset,
-    validation_split,
-)
-from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
-from dlatoms.finetune.strategies import run_strategy, strategy_settings
-from dlatoms.finetune.training import (
-    FINAL,
-    Run,
-    Schedule,
-    Split,
-    extract_features,
-    fit_probe,
-    normalize,
-    parameter_groups,
-    seeded_model,
-    stage_names,
-    train_network,
-)
-from dlatoms.finetune.weights import (
-    fetch_timm_weights,
-    file_sha256,
-    input_stats,
-    load_pretrained,
-    save_checkpoint,
-)
+
+# torch, timm and the training, strategy, weights and data modules are imported by the entry points that
+# use them: the data, aggregation and claims jobs of question 4 start without torch (~2-5 s a job).
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from dlatoms.finetune.data import ImageSet
+    from dlatoms.finetune.training import Split
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +89,9 @@ def typed_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
 
 
 def generate_shapes_job(spec: dict, output: str, log_path: str) -> None:
+    from dlatoms.finetune.data import ImageSet, save_image_set
+    from dlatoms.finetune.shapes import ShapeStyle, generate_shapes
+
     with job_logging(log_path):
         started = time.perf_counter()
         arrays = generate_shapes(
@@ -135,6 +114,8 @@ def generate_shapes_job(spec: dict, output: str, log_path: str) -> None:
 
 
 def prepare_digits_job(spec: dict, output: str, log_path: str) -> None:
+    from dlatoms.finetune.data import prepare_digits, save_image_set
+
     with job_logging(log_path):
         image_set = prepare_digits(
             spec["dataset"], spec["image_size"], spec["pool_per_class"], spec["test_per_class"], spec["seed"]
@@ -169,16 +150,24 @@ def convert_imagenet_weights_job(output: str, log_path: str) -> None:
 
 
 def fetch_timm_weights_job(model_name: str, offline: bool, output: str, log_path: str) -> None:
+    from dlatoms.finetune.weights import fetch_timm_weights
+
     with job_logging(log_path):
         fetch_timm_weights(model_name, offline, output)
 
 
 def _split(images: np.ndarray, labels: np.ndarray, stats, device: torch.device) -> Split:
+    import torch
+
+    from dlatoms.finetune.training import Split, normalize
+
     return Split(normalize(images, *stats).to(device), torch.as_tensor(labels, dtype=torch.int64).to(device))
 
 
 def _train_eval_rows(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Training rows whose accuracy is recorded: all if no class has more than `per_class`, else a subset."""
+    from dlatoms.finetune.data import training_subset
+
     if np.bincount(labels).max() <= per_class:
         return np.arange(len(labels))
     return training_subset(labels, per_class, seed)
@@ -189,6 +178,12 @@ def pretrain_source_job(
 ) -> None:
     """Train the model on the source shapes; save the weights (.safetensors) and the training curve."""
     import timm
+    import torch
+
+    from dlatoms.core.device import select_device
+    from dlatoms.finetune.data import load_image_set
+    from dlatoms.finetune.training import Run, Schedule, Split, parameter_groups, seeded_model, train_network
+    from dlatoms.finetune.weights import input_stats, save_checkpoint
 
     with job_logging(log_path):
         torch.set_num_threads(threads)
@@ -246,6 +241,9 @@ def _model_factory(
     """new_model(pretrained) of a Run: the pretrained weights with a new head, or a random network."""
     import timm
 
+    from dlatoms.finetune.training import seeded_model
+    from dlatoms.finetune.weights import load_pretrained
+
     def new_model(pretrained: bool) -> nn.Module:
         if pretrained:
             return seeded_model(lambda: load_pretrained(model["name"], weights, num_classes), seed)
@@ -261,6 +259,8 @@ def seed_rows(labels: np.ndarray, spec: dict, seed: int) -> dict[str, np.ndarray
     A seed of `spec["replication_seeds"]` draws from the replication block's part of the pool, any other
     from the discovery block's (see block_rows; `replication_pool_per_class` 0: both from the whole pool).
     """
+    from dlatoms.finetune.data import block_rows, training_subset, validation_split
+
     replication = seed in spec.get("replication_seeds", [])
     allowed = block_rows(labels, int(spec.get("replication_pool_per_class", 0)), replication)
     chosen = training_subset(labels, spec["train_per_class"], seed, allowed)
@@ -276,6 +276,9 @@ def seed_rows(labels: np.ndarray, spec: dict, seed: int) -> dict[str, np.ndarray
 def job_runs(spec: dict, data: ImageSet, weights: str | None, threads: int, device: torch.device, label: str):
     """One Run per seed of the scenario: its own training subset, validation split, head initialization
     and batch order. Runs share the pool's images and one feature cache (see Run)."""
+    from dlatoms.finetune.training import Run, Schedule
+    from dlatoms.finetune.weights import input_stats
+
     stats = input_stats(spec["model"]["name"], weights)
     test = _split(data.test_images, data.test_labels, stats, device)
     pool = _split(data.train_images, data.train_labels, stats, device)
@@ -302,6 +305,8 @@ def job_runs(spec: dict, data: ImageSet, weights: str | None, threads: int, devi
 
 def _identity(spec: dict, weights: str | None) -> dict:
     """The columns that say what a row was measured on, the weights' provenance (sha256) included."""
+    from dlatoms.finetune.weights import file_sha256
+
     return {
         "weights_sha256": file_sha256(weights) if weights else "",
         "similarity": spec["similarity"],
@@ -317,6 +322,7 @@ def check_weights_before_training(spec: dict, weights: str | None) -> None:
     """Fail before training when the weights file does not fit the model or a probed stage does not exist."""
     import timm
 
+    from dlatoms.finetune.training import stage_names
     from dlatoms.finetune.weights import inspect_weights
 
     if weights is not None:
@@ -335,6 +341,12 @@ def train_finetune_arm_job(
     spec: dict, weights: str | None, data: str, output: str, threads: int, log_path: str
 ) -> None:
     """All seeds of one (scenario, arm): one tidy table of accuracy and loss per epoch and split."""
+    import torch
+
+    from dlatoms.core.device import select_device
+    from dlatoms.finetune.data import load_image_set
+    from dlatoms.finetune.strategies import run_strategy, strategy_settings
+
     with job_logging(log_path):
         torch.set_num_threads(threads)
         device = select_device(spec["device"])
@@ -382,6 +394,13 @@ def probe_stages_job(spec: dict, weights: str, data: str, output: str, threads: 
     One job per target: the frozen features of its whole training pool and test images are extracted once
     per pooling, then every (size, seed) fits its probes on its own training subset.
     """
+    import torch
+
+    from dlatoms.core.device import select_device
+    from dlatoms.finetune.data import load_image_set
+    from dlatoms.finetune.training import FINAL, extract_features, stage_names
+    from dlatoms.finetune.weights import input_stats
+
     with job_logging(log_path):
         torch.set_num_threads(threads)
         device = select_device(spec["device"])
@@ -453,6 +472,8 @@ def _probe_stages(
     "train_eval" rows, on the test images and on the validation rows (which choose the earlier stage of
     the similarity measure, so that the test images choose nothing).
     """
+    from dlatoms.finetune.training import FINAL, fit_probe
+
     train_features, test_features = features
     train_labels, test_labels = image_set.train_labels, image_set.test_labels
     fit_rows, evaluated = chosen["train"], chosen["train_eval"]
