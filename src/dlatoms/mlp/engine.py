@@ -455,13 +455,18 @@ def _distinct_units_at(units: torch.Tensor, tolerances: tuple[float, ...]) -> li
     count does not depend on the networks beside it.
     """
     networks, n, _ = units.shape
-    widest = max(tolerances)
+    widest, window = max(tolerances), DISTINCT_WINDOW + 1
     ordered, order = units[:, :, 0].sort(dim=1)
+    # A non-finite entry makes the sum non-finite (an overflowing sum of finite ones only costs the check).
+    measure = ((ordered[:, window:] - ordered[:, :-window]) <= widest).any(-1)
+    measure |= ~torch.isfinite(units.sum(dim=(1, 2)))
+    windowed = ~measure.unsqueeze(1)
     duplicate = [torch.zeros(networks, n, dtype=torch.bool, device=units.device) for _ in tolerances]
-    for apart in range(1, n):
+    for apart in range(1, min(n, window)):
         near = (ordered[:, apart:] - ordered[:, :-apart]) <= widest  # pairs `apart` places apart
-        if apart > DISTINCT_WINDOW or not near.any():
-            break
+        near &= windowed
+        if not near.any():
+            break  # nor any pair further apart
         net, first = near.nonzero(as_tuple=True)
         a, b = order[net, first], order[net, first + apart]
         distance = (units[net, a] - units[net, b]).abs_().amax(-1)
@@ -469,11 +474,7 @@ def _distinct_units_at(units: torch.Tensor, tolerances: tuple[float, ...]) -> li
         for marked, tolerance in zip(duplicate, tolerances, strict=True):
             close = distance <= tolerance
             marked[net[close], higher[close]] = True
-    else:
-        near = torch.zeros(networks, 1, dtype=torch.bool, device=units.device)
     counts = [(n - marked.sum(-1)).to(torch.float32) for marked in duplicate]
-    # A non-finite entry makes the sum non-finite (an overflowing sum of finite ones only costs the check).
-    measure = near.any(-1) | ~torch.isfinite(units.sum(dim=(1, 2)))
     if measure.any():
         measured = measure.nonzero().squeeze(1)
         for count, exact in zip(counts, _distinct_units_measured(units[measured], tolerances), strict=True):
@@ -482,31 +483,41 @@ def _distinct_units_at(units: torch.Tensor, tolerances: tuple[float, ...]) -> li
 
 
 def _distinct_units_measured(units: torch.Tensor, tolerances: tuple[float, ...]) -> list[torch.Tensor]:
-    """`_distinct_units_at`, measuring candidate pairs: those whose first and last entries agree.
+    """`_distinct_units_at`, measuring distances to the first unit, then candidate pairs.
 
-    The candidates' full distance is measured lowest-numbered partner first, so this costs O(n^2) rather
-    than O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself; a
+    A unit within the tolerance of unit 0 duplicates it (units that are all copies of one another end
+    here). Each other unit's candidate partners are those whose first and last entries agree with its own;
+    their full distance is measured lowest-numbered partner first, so this costs O(n^2) rather than
+    O(n^2 k) per network. Networks that may hold non-finite entries go through torch.cdist itself; a
     network holding NaN gets NaN (its units are not numbers, so neither equal nor distinct).
     """
     networks, n, _ = units.shape
     lower = torch.ones(n, n, dtype=torch.bool, device=units.device).tril_(-1)
-    ends = units[:, :, [0, -1]].transpose(1, 2).contiguous()  # (networks, 2, n)
-    gaps = (ends.unsqueeze(3) - ends.unsqueeze(2)).abs_()  # (networks, 2, n, n)
-    gap = torch.maximum(gaps[:, 0], gaps[:, 1])  # NaN where an end is NaN: never a candidate
+    from_first = (units - units[:, :1]).abs_().amax(-1)  # (networks, n); NaN where an entry is NaN
     maybe_infinite = ~torch.isfinite(units.sum(dim=(1, 2)))
     any_infinite = bool(maybe_infinite.any())
+    gap = None
     counts = []
     for tolerance in tolerances:
-        candidate = gap <= tolerance
-        candidate &= lower
-        duplicate = torch.zeros(networks, n, dtype=torch.bool, device=units.device)
-        while candidate.any():
-            net, unit = candidate.any(-1).nonzero(as_tuple=True)
-            partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
-            close = (units[net, unit] - units[net, partner]).abs_().amax(-1) <= tolerance
-            duplicate[net[close], unit[close]] = True
-            candidate[net[close], unit[close]] = False
-            candidate[net[~close], unit[~close], partner[~close]] = False
+        duplicate = from_first <= tolerance
+        duplicate[:, 0] = False
+        unresolved = ~duplicate
+        unresolved[:, 0] = False  # unit 0 duplicates no lower-numbered unit
+        if unresolved.any():
+            if gap is None:
+                ends = units[:, :, [0, -1]].transpose(1, 2).contiguous()  # (networks, 2, n)
+                gaps = (ends.unsqueeze(3) - ends.unsqueeze(2)).abs_()  # (networks, 2, n, n)
+                gap = torch.maximum(gaps[:, 0], gaps[:, 1])  # NaN where an end is NaN: never a candidate
+            candidate = gap <= tolerance
+            candidate &= lower
+            candidate &= unresolved.unsqueeze(2)
+            while candidate.any():
+                net, unit = candidate.any(-1).nonzero(as_tuple=True)
+                partner = candidate[net, unit].to(torch.uint8).argmax(-1)  # the lowest-numbered candidate
+                close = (units[net, unit] - units[net, partner]).abs_().amax(-1) <= tolerance
+                duplicate[net[close], unit[close]] = True
+                candidate[net[close], unit[close]] = False
+                candidate[net[~close], unit[~close], partner[~close]] = False
         if any_infinite:
             bad = maybe_infinite.nonzero().squeeze(1)
             distance = torch.cdist(units[bad], units[bad], p=math.inf)
