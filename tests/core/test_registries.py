@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dlatoms.atlas.cells import ATLAS_ADJUSTMENTS
 from dlatoms.core.device import DEVICE_SETTINGS
 from dlatoms.core.stats import INTERVAL_METHODS
 from dlatoms.core.verdicts import ADJUSTMENTS
@@ -49,6 +50,10 @@ REGISTRIES: dict[str, tuple[str, Callable[[], Iterable[str]]]] = {
         lambda: INTERVAL_METHODS,
     ),
     "properties/analysis/properties/adjust": ("dlatoms.core.verdicts.ADJUSTMENTS", lambda: ADJUSTMENTS),
+    "properties/atlas/properties/adjust": (
+        "dlatoms.atlas.cells.ATLAS_ADJUSTMENTS",
+        lambda: ATLAS_ADJUSTMENTS,
+    ),
     "properties/finetune/properties/device": ("dlatoms.core.device.DEVICE_SETTINGS", lambda: DEVICE_SETTINGS),
     "properties/compute/properties/device": ("dlatoms.core.device.DEVICE_SETTINGS", lambda: DEVICE_SETTINGS),
     "properties/atlas/properties/questions/items": (
