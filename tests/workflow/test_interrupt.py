@@ -37,7 +37,7 @@ def start(workdir: Path, log: Path) -> subprocess.Popen:
         )
 
 
-def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert process.poll() is None, f"the run ended before the kill point:\n{log.read_text()[-3000:]}"
