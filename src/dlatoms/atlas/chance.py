@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from dlatoms.atlas.report import Axes, axis_positions, question_axes
+from dlatoms.atlas.report import Axes, adjacent_pairs, axis_positions, question_axes
 from dlatoms.core.verdicts import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -180,42 +180,34 @@ def chance_flips(
             codes[:, ~simulated] = observed[~simulated]  # kept verdicts: the same in every draw
             totals_sim = np.zeros(simulations)
             total_pairs = total_changed = breakpoints = 0
-            for axis, values in axes_q.items():
-                others = [key for key in axes_q if key != axis]
-                for i in range(len(values) - 1):
-                    low = cell_positions.index[cell_positions[axis] == i]
-                    high = cell_positions.index[cell_positions[axis] == i + 1]
-                    a, b = _pairs(cell_positions, low, high, others)
-                    keep = [
-                        (x, y)
-                        for x, y in zip(a, b, strict=True)
-                        if NOT_APPLICABLE not in (verdicts[x], verdicts[y])
-                    ]
-                    a = np.array([x for x, _ in keep], dtype=int)
-                    b = np.array([y for _, y in keep], dtype=int)
-                    changed = int((observed[a] != observed[b]).sum()) if len(a) else 0
-                    sim = (codes[:, a] != codes[:, b]).sum(axis=1) if len(a) else np.zeros(simulations)
-                    upper = float(np.quantile(sim, quantile, method="higher")) if len(a) else 0.0
-                    breakpoint = bool(changed > upper)
-                    pair_rows.append(
-                        {
-                            "question": question,
-                            "claim_id": claim_id,
-                            "axis": axis,
-                            "from_value": values[i],
-                            "to_value": values[i + 1],
-                            "n_pairs": len(a),
-                            "n_changed": changed,
-                            "expected_changed": float(sim.mean()) if len(a) else 0.0,
-                            "chance_upper": upper,
-                            "quantile": quantile,
-                            "breakpoint": breakpoint,
-                        }
-                    )
-                    totals_sim += sim
-                    total_pairs += len(a)
-                    total_changed += changed
-                    breakpoints += breakpoint
+            applicable = verdicts != NOT_APPLICABLE
+            for axis, i, a, b in adjacent_pairs(cell_positions, axes_q):
+                values = axes_q[axis]
+                keep = applicable[a] & applicable[b]  # a pair with a not_applicable cell is not compared
+                a, b = a[keep].astype(int), b[keep].astype(int)
+                changed = int((observed[a] != observed[b]).sum()) if len(a) else 0
+                sim = (codes[:, a] != codes[:, b]).sum(axis=1) if len(a) else np.zeros(simulations)
+                upper = float(np.quantile(sim, quantile, method="higher")) if len(a) else 0.0
+                breakpoint = bool(changed > upper)
+                pair_rows.append(
+                    {
+                        "question": question,
+                        "claim_id": claim_id,
+                        "axis": axis,
+                        "from_value": values[i],
+                        "to_value": values[i + 1],
+                        "n_pairs": len(a),
+                        "n_changed": changed,
+                        "expected_changed": float(sim.mean()) if len(a) else 0.0,
+                        "chance_upper": upper,
+                        "quantile": quantile,
+                        "breakpoint": breakpoint,
+                    }
+                )
+                totals_sim += sim
+                total_pairs += len(a)
+                total_changed += changed
+                breakpoints += breakpoint
             claim_rows.append(
                 {
                     "question": question,
@@ -230,15 +222,3 @@ def chance_flips(
                 }
             )
     return pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), pd.DataFrame(claim_rows, columns=CLAIM_COLUMNS)
-
-
-def _pairs(
-    positions: pd.DataFrame, low: pd.Index, high: pd.Index, others: Sequence[str]
-) -> tuple[list, list]:
-    """Cell indices (a at the lower value, b at the next) of the pairs that agree on every other axis."""
-    if not others:
-        return [x for x in low for _ in high], [y for _ in low for y in high]
-    left = positions.loc[low, list(others)].reset_index()
-    right = positions.loc[high, list(others)].reset_index()
-    merged = left.merge(right, on=list(others), suffixes=("_a", "_b"))
-    return merged["index_a"].tolist(), merged["index_b"].tolist()

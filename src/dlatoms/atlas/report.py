@@ -9,16 +9,15 @@ and of pairs of conditions; none says why a verdict changes.
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
 from dlatoms.core.report import Block, Figure, Heading, Paragraph, Section, Table, bold, code, markup
-from dlatoms.core.verdicts import CHECK, NOT_APPLICABLE, NOT_MEASURED, VERDICTS
+from dlatoms.core.verdicts import CHECK, NOT_APPLICABLE, NOT_MEASURED, VERDICTS, same_value
 
 # The verdicts an atlas cell can have: the main table's, and not_applicable outside a claim's applies_when.
 ATLAS_VERDICTS = (*VERDICTS, NOT_APPLICABLE)
@@ -69,9 +68,7 @@ def fmt_value(value: object) -> str:
 
 def _same(a: object, b: object) -> bool:
     """Equal axis values; floats within rounding (a value read back from parquet equals its config value)."""
-    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
-    return str(a) == str(b)
+    return same_value(a, b)
 
 
 def axis_positions(frame: pd.DataFrame, axes_q: Mapping[str, Sequence]) -> pd.DataFrame:
@@ -173,6 +170,21 @@ def _most_common(changes: pd.DataFrame) -> tuple[str, str, int]:
     return str(first), str(second), int(n)
 
 
+def adjacent_pairs(
+    positions: pd.DataFrame, axes_q: Mapping[str, Sequence]
+) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+    """Per axis and pair of its adjacent values (i, i + 1): the row labels a (at value i) and b (at i + 1)
+    of the pairs of rows of `positions` (axis positions, one column per axis) equal on every other axis."""
+    for axis, values in axes_q.items():
+        others = [key for key in axes_q if key != axis]
+        for i in range(len(values) - 1):
+            low = positions.loc[positions[axis] == i, others].rename_axis("row").reset_index()
+            high = positions.loc[positions[axis] == i + 1, others].rename_axis("row").reset_index()
+            how = {"on": others} if others else {"how": "cross"}
+            merged = low.merge(high, suffixes=("_a", "_b"), **how)
+            yield axis, i, merged["row_a"].to_numpy(), merged["row_b"].to_numpy()
+
+
 def where_it_breaks(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
     """Per claim, axis and pair of adjacent axis values: how often the verdict changes between them.
 
@@ -186,33 +198,31 @@ def where_it_breaks(frame: pd.DataFrame, axes: Axes) -> pd.DataFrame:
     rows = []
     for question, axes_q, cells in _cells(frame, axes):
         for claim_id, cell in cells.groupby("claim_id", sort=False):
-            for axis, values in axes_q.items():
-                others = [key for key in axes_q if key != axis]
-                for i in range(len(values) - 1):
-                    low, high = cell[cell[axis] == i], cell[cell[axis] == i + 1]
-                    how = {"on": others} if others else {"how": "cross"}
-                    pairs = low[[*others, "verdict"]].merge(
-                        high[[*others, "verdict"]], suffixes=("_from", "_to"), **how
-                    )
-                    pairs = pairs[
-                        (pairs["verdict_from"] != NOT_APPLICABLE) & (pairs["verdict_to"] != NOT_APPLICABLE)
-                    ]
-                    changed = pairs[pairs["verdict_from"] != pairs["verdict_to"]]
-                    change = _most_common(changed) if len(changed) else ("", "", 0)
-                    rows.append(
-                        {
-                            "question": question,
-                            "claim_id": claim_id,
-                            "axis": axis,
-                            "from_value": values[i],
-                            "to_value": values[i + 1],
-                            "n_pairs": len(pairs),
-                            "n_changed": len(changed),
-                            "change_from": change[0],
-                            "change_to": change[1],
-                            "n_change": change[2],
-                        }
-                    )
+            verdicts = cell["verdict"]
+            for axis, i, a, b in adjacent_pairs(cell[list(axes_q)], axes_q):
+                values = axes_q[axis]
+                pairs = pd.DataFrame(
+                    {"verdict_from": verdicts.loc[a].to_numpy(), "verdict_to": verdicts.loc[b].to_numpy()}
+                )
+                pairs = pairs[
+                    (pairs["verdict_from"] != NOT_APPLICABLE) & (pairs["verdict_to"] != NOT_APPLICABLE)
+                ]
+                changed = pairs[pairs["verdict_from"] != pairs["verdict_to"]]
+                change = _most_common(changed) if len(changed) else ("", "", 0)
+                rows.append(
+                    {
+                        "question": question,
+                        "claim_id": claim_id,
+                        "axis": axis,
+                        "from_value": values[i],
+                        "to_value": values[i + 1],
+                        "n_pairs": len(pairs),
+                        "n_changed": len(changed),
+                        "change_from": change[0],
+                        "change_to": change[1],
+                        "n_change": change[2],
+                    }
+                )
     return pd.DataFrame(rows, columns=BREAK_COLUMNS)
 
 

@@ -261,7 +261,7 @@ class Claim(Generic[ContextT]):
         outside = [
             f"{key} = {setting[key]}"
             for key, values in self.applies_when.items()
-            if key in setting and not any(_same_value(setting[key], v) for v in values)
+            if key in setting and not any(same_value(setting[key], v) for v in values)
         ]
         if not outside:
             return ""
@@ -280,7 +280,7 @@ class Claim(Generic[ContextT]):
         return text.replace(LEVEL, level)
 
 
-def _same_value(a: object, b: object) -> bool:
+def same_value(a: object, b: object) -> bool:
     """Equal config values; numbers within rounding (a value read back from parquet equals its config's)."""
     numbers = (int, float, np.integer, np.floating)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool | np.bool_):
